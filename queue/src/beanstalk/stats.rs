@@ -1,0 +1,276 @@
+//! Typed views of the YAML that `stats-job`, `stats-tube`, `stats` and the
+//! `list-*` commands return. beanstalkd writes only flat `key: value` maps
+//! and `- item` lists after `---`, so a dozen lines of parsing replace a YAML
+//! dependency.
+
+use std::collections::BTreeMap;
+
+use super::error::Error;
+
+/// Where a job is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobState {
+    /// Waiting to be reserved.
+    Ready,
+    /// Waiting for its delay to pass.
+    Delayed,
+    /// Held by a worker.
+    Reserved,
+    /// Set aside until kicked.
+    Buried,
+}
+
+/// The reply to `stats-job`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobStats {
+    /// The job's id.
+    pub id: u64,
+    /// The tube that holds it.
+    pub tube: String,
+    /// Its state.
+    pub state: JobState,
+    /// Its priority (0 is most urgent).
+    pub pri: u32,
+    /// Seconds since it was put.
+    pub age: u64,
+    /// The delay it was put or released with, in seconds.
+    pub delay: u32,
+    /// Its time to run, in seconds.
+    pub ttr: u32,
+    /// Seconds until a reserved job times out or a delayed one gets ready.
+    pub time_left: u64,
+    /// The binlog file that holds it (0 without `-b`).
+    pub file: u64,
+    /// How often it was reserved.
+    pub reserves: u64,
+    /// How often a reservation timed out.
+    pub timeouts: u64,
+    /// How often it was released.
+    pub releases: u64,
+    /// How often it was buried.
+    pub buries: u64,
+    /// How often it was kicked.
+    pub kicks: u64,
+}
+
+/// The reply to `stats-tube`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TubeStats {
+    /// The tube's name.
+    pub name: String,
+    /// Ready jobs with priority below 1024.
+    pub current_jobs_urgent: u64,
+    /// Ready jobs.
+    pub current_jobs_ready: u64,
+    /// Reserved jobs.
+    pub current_jobs_reserved: u64,
+    /// Delayed jobs.
+    pub current_jobs_delayed: u64,
+    /// Buried jobs.
+    pub current_jobs_buried: u64,
+    /// Jobs ever created in the tube.
+    pub total_jobs: u64,
+    /// Connections that `use` the tube.
+    pub current_using: u64,
+    /// Connections that watch the tube.
+    pub current_watching: u64,
+    /// Connections waiting in a reserve that watches the tube.
+    pub current_waiting: u64,
+    /// `delete` commands on the tube's jobs.
+    pub cmd_delete: u64,
+    /// `pause-tube` commands on the tube.
+    pub cmd_pause_tube: u64,
+    /// Seconds the tube was last paused for.
+    pub pause: u64,
+    /// Seconds until the pause ends.
+    pub pause_time_left: u64,
+}
+
+impl JobStats {
+    /// Reads a `stats-job` YAML body.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the body is not a flat map or lacks a key.
+    pub fn from_yaml(yaml: &[u8]) -> Result<JobStats, Error> {
+        let map = parse_map(yaml)?;
+        let get = Fields(&map);
+        Ok(JobStats {
+            id: get.num("id")?,
+            tube: get.str("tube")?.to_owned(),
+            state: match get.str("state")? {
+                "ready" => JobState::Ready,
+                "delayed" => JobState::Delayed,
+                "reserved" => JobState::Reserved,
+                "buried" => JobState::Buried,
+                other => return Err(Error::Protocol(format!("unknown job state {other:?}"))),
+            },
+            pri: get.num("pri")?,
+            age: get.num("age")?,
+            delay: get.num("delay")?,
+            ttr: get.num("ttr")?,
+            time_left: get.num("time-left")?,
+            file: get.num("file")?,
+            reserves: get.num("reserves")?,
+            timeouts: get.num("timeouts")?,
+            releases: get.num("releases")?,
+            buries: get.num("buries")?,
+            kicks: get.num("kicks")?,
+        })
+    }
+}
+
+impl TubeStats {
+    /// Reads a `stats-tube` YAML body.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the body is not a flat map or lacks a key.
+    pub fn from_yaml(yaml: &[u8]) -> Result<TubeStats, Error> {
+        let map = parse_map(yaml)?;
+        let get = Fields(&map);
+        Ok(TubeStats {
+            name: get.str("name")?.to_owned(),
+            current_jobs_urgent: get.num("current-jobs-urgent")?,
+            current_jobs_ready: get.num("current-jobs-ready")?,
+            current_jobs_reserved: get.num("current-jobs-reserved")?,
+            current_jobs_delayed: get.num("current-jobs-delayed")?,
+            current_jobs_buried: get.num("current-jobs-buried")?,
+            total_jobs: get.num("total-jobs")?,
+            current_using: get.num("current-using")?,
+            current_watching: get.num("current-watching")?,
+            current_waiting: get.num("current-waiting")?,
+            cmd_delete: get.num("cmd-delete")?,
+            cmd_pause_tube: get.num("cmd-pause-tube")?,
+            pause: get.num("pause")?,
+            pause_time_left: get.num("pause-time-left")?,
+        })
+    }
+}
+
+struct Fields<'a>(&'a BTreeMap<String, String>);
+
+impl Fields<'_> {
+    fn str(&self, key: &str) -> Result<&str, Error> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::Protocol(format!("stats reply has no {key:?}")))
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str) -> Result<T, Error> {
+        let value = self.str(key)?;
+        value
+            .parse()
+            .map_err(|_| Error::Protocol(format!("stats field {key:?} is not a number: {value:?}")))
+    }
+}
+
+/// Reads a flat YAML map (`---` then `key: value` lines).
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when the text is not UTF-8, lacks the `---` header, or
+/// has a line without `: `.
+pub fn parse_map(yaml: &[u8]) -> Result<BTreeMap<String, String>, Error> {
+    let mut map = BTreeMap::new();
+    for line in document_lines(yaml)? {
+        // beanstalkd writes `key: value`, and `key:` would be an empty value.
+        let (key, value) = line
+            .split_once(": ")
+            .or_else(|| line.strip_suffix(':').map(|key| (key, "")))
+            .ok_or_else(|| Error::Protocol(format!("stats line is not `key: value`: {line:?}")))?;
+        map.insert(key.to_owned(), unquote(value).to_owned());
+    }
+    Ok(map)
+}
+
+/// Reads a YAML list of strings (`---` then `- item` lines).
+///
+/// # Errors
+///
+/// [`Error::Protocol`] when the text is not UTF-8, lacks the `---` header, or
+/// has a line that is not `- item`.
+pub fn parse_list(yaml: &[u8]) -> Result<Vec<String>, Error> {
+    document_lines(yaml)?
+        .map(|line| {
+            line.strip_prefix("- ")
+                .map(|item| unquote(item).to_owned())
+                .ok_or_else(|| Error::Protocol(format!("list line is not `- item`: {line:?}")))
+        })
+        .collect()
+}
+
+fn document_lines(yaml: &[u8]) -> Result<impl Iterator<Item = &str>, Error> {
+    let text = std::str::from_utf8(yaml)
+        .map_err(|_| Error::Protocol("stats reply is not UTF-8".to_owned()))?;
+    let mut lines = text.lines();
+    if lines.next() != Some("---") {
+        return Err(Error::Protocol(
+            "stats reply does not start with `---`".to_owned(),
+        ));
+    }
+    Ok(lines.filter(|line| !line.is_empty()))
+}
+
+/// beanstalkd quotes some scalars (`version: "1.12"`) and never escapes.
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &[u8] = b"---\nid: 1\ntube: foo\nstate: ready\npri: 5\nage: 0\ndelay: 0\nttr: 10\ntime-left: 0\nfile: 0\nreserves: 0\ntimeouts: 0\nreleases: 0\nburies: 0\nkicks: 0\n";
+
+    #[test]
+    fn reads_job_stats_as_beanstalkd_writes_them() {
+        let s = JobStats::from_yaml(JOB).unwrap();
+        assert_eq!(s.id, 1);
+        assert_eq!(s.tube, "foo");
+        assert_eq!(s.state, JobState::Ready);
+        assert_eq!((s.pri, s.ttr), (5, 10));
+    }
+
+    #[test]
+    fn missing_or_bad_fields_are_protocol_errors() {
+        let without_ttr = String::from_utf8(JOB.to_vec())
+            .unwrap()
+            .replace("ttr: 10\n", "");
+        let e = JobStats::from_yaml(without_ttr.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("\"ttr\""), "{e}");
+        let bad_state = String::from_utf8(JOB.to_vec())
+            .unwrap()
+            .replace("ready", "sleepy");
+        let e = JobStats::from_yaml(bad_state.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("sleepy"), "{e}");
+        let bad_pri = String::from_utf8(JOB.to_vec())
+            .unwrap()
+            .replace("pri: 5", "pri: -5");
+        assert!(JobStats::from_yaml(bad_pri.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn reads_maps_and_lists() {
+        let map = parse_map(b"---\nversion: \"1.12\"\nos: #1 SMP x\nempty:\n").unwrap();
+        assert_eq!(map["version"], "1.12");
+        assert_eq!(map["os"], "#1 SMP x");
+        assert_eq!(map["empty"], "");
+        assert_eq!(
+            parse_list(b"---\n- default\n- foo\n").unwrap(),
+            ["default", "foo"]
+        );
+        assert_eq!(parse_list(b"---\n").unwrap(), Vec::<String>::new());
+        assert!(parse_map(b"id: 1\n").is_err());
+        assert!(parse_map(b"---\nnot a pair\n").is_err());
+        assert!(parse_list(b"---\nfoo\n").is_err());
+        assert!(parse_list(b"---\n- \xff\n").is_err());
+    }
+}
