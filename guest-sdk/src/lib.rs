@@ -1,0 +1,143 @@
+//! The guest SDK for beanbox task components.
+//!
+//! A beanbox worker runs each beanstalkd job by calling one export of a
+//! WebAssembly component: the export named by the job's `task`, with the
+//! job's JSON `kwargs` converted to the export's typed WIT parameters. This
+//! crate gives such a component what the host offers it (the WIT package
+//! `beanbox:task@0.1.0`):
+//!
+//! - [`log`]: log lines that land in the worker's log, tagged with the job
+//!   (also as the format macros [`trace!`], [`debug!`], [`info!`], [`warn!`],
+//!   [`error!`]);
+//! - [`job`]: facts about the job being served ([`job::info`]);
+//! - [`queue`]: putting follow-up jobs ([`queue::put`]).
+//!
+//! The component runs in a sandbox: fuel, memory and wall-clock limits, and
+//! WASI with nothing granted (no files, no environment, no network). A panic
+//! or trap fails the job; an export returning `result::err` fails it as a
+//! task error.
+//!
+//! # Writing a task
+//!
+//! A task crate is a `cdylib` with a WIT world that includes
+//! `beanbox:task/imports@0.1.0` and exports plain functions.
+//!
+//! ```text
+//! my-task/
+//! ├── Cargo.toml
+//! ├── src/lib.rs
+//! └── wit/
+//!     ├── world.wit
+//!     └── deps/
+//!         └── beanbox-task/
+//!             └── task.wit      (a copy of beanbox's wit/task.wit)
+//! ```
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "my-task"          # the component is my_task.wasm
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! beanbox-sdk = { path = "../beanbox/guest-sdk" }
+//!
+//! [profile.release]         # ~80 KB instead of ~2.5 MB
+//! lto = true
+//! codegen-units = 1
+//! opt-level = "s"
+//! strip = "debuginfo"
+//! ```
+//!
+//! `wit/world.wit` (every export is a task a job can name; kebab-case WIT
+//! names are called as `task_one` or `task-one`):
+//!
+//! ```wit
+//! package my:task;
+//!
+//! world my-task {
+//!     include beanbox:task/imports@0.1.0;
+//!
+//!     /// Joins three strings.
+//!     export task-one: func(arg1: string, arg2: string, arg3: string) -> string;
+//! }
+//! ```
+//!
+//! `src/lib.rs`: generate the bindings of your world, pointing the
+//! `beanbox:task` interfaces at this crate's copy (`with`) and the runtime at
+//! the re-exported [`wit_bindgen`] (`runtime_path`), so that there is one copy
+//! of the import bindings and you don't need a `wit-bindgen` dependency of
+//! your own. Then implement the generated `Guest` trait and `export!` it:
+//!
+//! ```ignore
+//! beanbox_sdk::wit_bindgen::generate!({
+//!     world: "my-task",
+//!     runtime_path: "beanbox_sdk::wit_bindgen::rt",
+//!     with: {
+//!         "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
+//!         "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
+//!         "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
+//!     },
+//! });
+//!
+//! struct MyTask;
+//!
+//! impl Guest for MyTask {
+//!     fn task_one(arg1: String, arg2: String, arg3: String) -> String {
+//!         beanbox_sdk::info!("job {} joining 3 strings", beanbox_sdk::job::info().id);
+//!         arg1 + &arg2 + &arg3
+//!     }
+//! }
+//!
+//! export!(MyTask);
+//! ```
+//!
+//! Build the component (`cargo` with rustup's `wasm32-wasip2` target emits
+//! a component directly; `rustup target add wasm32-wasip2` once):
+//!
+//! ```text
+//! cargo build --target wasm32-wasip2 --release
+//! # -> target/wasm32-wasip2/release/my_task.wasm
+//! ```
+//!
+//! Look at it and call it with beanbox's runner, outside any queue:
+//!
+//! ```text
+//! runner inspect target/wasm32-wasip2/release/my_task.wasm
+//! runner call target/wasm32-wasip2/release/my_task.wasm task_one \
+//!     --kwargs '{"arg1":"a","arg2":"b","arg3":"c"}'
+//! ```
+//!
+//! A producer then queues it as `{"task": "task_one", "kwargs": {...}}`.
+//!
+//! Exports may also sit in an exported interface (`export math;` with
+//! `interface math { add: func(a: s64, b: s64) -> s64; }`); the worker then
+//! knows them by the instance name, e.g. `my:task/math`.
+#![deny(missing_docs)]
+
+/// The `wit-bindgen` this SDK is built with; generate your task's bindings
+/// with `beanbox_sdk::wit_bindgen::generate!` and
+/// `runtime_path: "beanbox_sdk::wit_bindgen::rt"`.
+pub use wit_bindgen;
+
+pub mod job;
+pub mod log;
+pub mod queue;
+
+/// Generated bindings of the world `beanbox:task/imports@0.1.0`.
+///
+/// Not for direct use: a task's `generate!` points its `with` entries here
+/// (see the crate docs); call the wrappers in [`log`], [`job`] and [`queue`].
+#[doc(hidden)]
+#[allow(missing_docs, missing_debug_implementations)]
+pub mod wit {
+    wit_bindgen::generate!({
+        world: "imports",
+        path: "../wit",
+    });
+}

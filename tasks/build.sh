@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds every task component (release, wasm32-wasip2) and prints the
+# directory that holds them: hello.wasm, showcase.wasm, hostile.wasm.
+# Works from any directory; extra arguments go to cargo (e.g. --locked).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+cargo build --manifest-path "$here/Cargo.toml" --target wasm32-wasip2 --release "$@" >&2
+
+echo "$here/target/wasm32-wasip2/release"
