@@ -1,0 +1,85 @@
+//! `runner call`: run one task once in the sandbox, no queue. Prints the
+//! JSON result on stdout; a failure is one line on stderr and an exit code
+//! that says which kind.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::{EXIT_BAD_INPUT, LimitArgs, exit_code_for, exit_codes_help};
+use crate::sandbox::{CallContext, Sandbox};
+
+pub(super) const AFTER_HELP: &str = concat!(
+    "Examples:
+  runner call hello.wasm task_one --kwargs '{\"arg1\":\"a\",\"arg2\":\"b\",\"arg3\":\"c\"}'
+  runner call hostile.wasm spin --fuel 1000000 --timeout 2
+
+Task names and kwargs keys match in snake_case or kebab-case.
+The guest's own stdout and stderr are copied to stderr.
+
+",
+    exit_codes_help!()
+);
+
+/// Arguments of `runner call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The component file (.wasm).
+    pub module: PathBuf,
+    /// The task (export) to call.
+    pub task: String,
+    /// The kwargs, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub kwargs: String,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Runs `runner call`.
+///
+/// # Errors
+///
+/// Runner errors only; a failed task is an exit code.
+pub fn execute(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let limits = args.limits.limits()?;
+    let kwargs = match serde_json::from_str::<serde_json::Value>(&args.kwargs) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(other) => {
+            return Ok(bad_input(&format!(
+                "--kwargs must be a JSON object, got {other}"
+            )));
+        }
+        Err(e) => return Ok(bad_input(&format!("--kwargs is not valid JSON: {e}"))),
+    };
+    let sandbox = Sandbox::new()?;
+    let module = match sandbox.load_file(&args.module) {
+        Ok(m) => m,
+        Err(e) => return Ok(bad_input(&e.to_string())),
+    };
+    let ctx = CallContext::standalone(&args.task, limits);
+    let outcome = super::runtime()?.block_on(module.call(&args.task, &kwargs, &ctx));
+    let mut err = std::io::stderr().lock();
+    err.write_all(&outcome.stdout).ok();
+    err.write_all(&outcome.stderr).ok();
+    drop(err);
+    match outcome.result {
+        Ok(value) => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &value).context("failed to write the result")?;
+            writeln!(out).context("failed to write the result")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(exit_code_for(&e)))
+        }
+    }
+}
+
+fn bad_input(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_BAD_INPUT)
+}

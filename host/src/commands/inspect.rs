@@ -1,0 +1,64 @@
+//! `runner inspect`: list a component's tasks with parameter names and WIT
+//! types, or (`--json`) a JSON Schema of each task's kwargs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::EXIT_BAD_INPUT;
+use crate::sandbox::{Sandbox, types};
+
+pub(super) const AFTER_HELP: &str = "\
+Examples:
+  runner inspect hello.wasm
+  runner inspect showcase.wasm --json | jq '.tasks[\"echo-point\"]'";
+
+/// Arguments of `runner inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The component file (.wasm).
+    pub module: PathBuf,
+    /// Print JSON: per task, its WIT signature and a JSON Schema of its kwargs.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `runner inspect`.
+///
+/// # Errors
+///
+/// Runner errors only; a module that does not load is exit code 2.
+pub fn execute(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let sandbox = Sandbox::new()?;
+    let module = match sandbox.load_file(&args.module) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    if args.json {
+        let mut tasks = serde_json::Map::new();
+        for task in module.tasks() {
+            tasks.insert(
+                task.name.clone(),
+                serde_json::json!({
+                    "interface": task.interface,
+                    "signature": task.signature(),
+                    "kwargs": task.kwargs_schema(),
+                    "result": task.result.as_ref().map(types::json_schema),
+                }),
+            );
+        }
+        let doc =
+            serde_json::json!({ "module": args.module.display().to_string(), "tasks": tasks });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{}", args.module.display());
+        for task in module.tasks() {
+            println!("  {}: {}", task.name, task.signature());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,180 @@
+//! The `runner` subcommands, one file each, and what they share: the clap
+//! root, logging set-up, limit flags and exit codes.
+
+mod call;
+mod inspect;
+mod put;
+mod worker;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::sandbox::{self, CallError, FailureClass, Limits};
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an error of the runner itself (I/O, beanstalkd unreachable).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: bad input (module, task name, kwargs); retrying cannot help.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: the task ran and failed (returned `err` or trapped).
+pub const EXIT_TASK_FAILED: u8 = 3;
+/// Exit code: the task hit a limit (fuel, memory, time, output).
+pub const EXIT_LIMIT: u8 = 4;
+
+/// The exit-code table for `after_help` texts (a macro so `concat!` takes it).
+macro_rules! exit_codes_help {
+    () => {
+        "Exit codes:
+  0  success
+  1  runner error (I/O, beanstalkd unreachable, ...)
+  2  bad input: module does not load, unknown task, kwargs that do not fit
+  3  task failed: it returned `err` or trapped
+  4  limit hit: fuel, memory, wall-clock time or output size"
+    };
+}
+pub(crate) use exit_codes_help;
+
+/// Runs beanstalkd jobs inside WebAssembly component sandboxes.
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = worker::AFTER_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub worker: worker::WorkerArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options for every subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing's EnvFilter syntax, e.g. `info`, `warn,task=debug`);
+    /// RUST_LOG works too.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one task of a component once in the sandbox, without a queue.
+    #[command(after_help = call::AFTER_HELP)]
+    Call(call::CallArgs),
+    /// List a component's tasks with their parameter names and WIT types.
+    #[command(after_help = inspect::AFTER_HELP)]
+    Inspect(inspect::InspectArgs),
+    /// Put a job on a tube; with --wait, print its result.
+    #[command(after_help = put::AFTER_HELP)]
+    Put(put::PutArgs),
+}
+
+/// Limit flags shared by the commands that run tasks.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Fuel (roughly, wasm operations) one job may burn.
+    #[arg(long, default_value_t = sandbox::DEFAULT_FUEL)]
+    pub fuel: u64,
+    /// Linear memory one job may use, in MiB.
+    #[arg(long, default_value_t = sandbox::DEFAULT_MEMORY_BYTES >> 20)]
+    pub memory_mb: u64,
+    /// Wall-clock seconds one job may take (fractions allowed).
+    #[arg(long, default_value_t = sandbox::DEFAULT_TIMEOUT.as_secs_f64())]
+    pub timeout: f64,
+    /// Bytes one job may write to stdout, and to stderr.
+    #[arg(long, default_value_t = sandbox::DEFAULT_OUTPUT_BYTES)]
+    pub output_bytes: usize,
+}
+
+impl LimitArgs {
+    /// The limits these flags ask for.
+    ///
+    /// # Errors
+    ///
+    /// When the timeout is not a positive, finite number of seconds.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let timeout = Duration::try_from_secs_f64(self.timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--timeout must be a positive number of seconds, got {}",
+                    self.timeout
+                )
+            })?;
+        Ok(Limits {
+            fuel: self.fuel,
+            memory_bytes: self.memory_mb << 20,
+            timeout,
+            output_bytes: self.output_bytes,
+            ..Limits::default()
+        })
+    }
+}
+
+/// Sets up the process log on stderr.
+pub fn init_logging(global: &GlobalArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match global.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the chosen subcommand; returns the process exit code.
+///
+/// # Errors
+///
+/// Runner errors (exit 1); task outcomes are exit codes, not errors.
+pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Call(args)) => call::execute(args),
+        Some(Command::Inspect(args)) => inspect::execute(args),
+        Some(Command::Put(args)) => put::execute(args),
+        None => worker::execute(cli.worker),
+    }
+}
+
+/// The exit code for a failed call.
+pub fn exit_code_for(error: &CallError) -> u8 {
+    match error.class() {
+        FailureClass::BadInput => EXIT_BAD_INPUT,
+        FailureClass::TaskFailed => EXIT_TASK_FAILED,
+        FailureClass::LimitHit => EXIT_LIMIT,
+    }
+}
+
+/// A current-thread tokio runtime for one-shot commands.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}

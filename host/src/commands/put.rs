@@ -1,0 +1,147 @@
+//! `runner put`: put one job on a tube (what a producer does), and with
+//! `--wait` wait for its result on a private reply tube and print it.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use beanbox_queue::{Client, Producer, PutOptions, ReplyBody};
+use clap::Args;
+
+use super::{EXIT_BAD_INPUT, EXIT_ERROR, EXIT_LIMIT, EXIT_TASK_FAILED, exit_codes_help};
+
+pub(super) const AFTER_HELP: &str = concat!(
+    "Examples:
+  runner put --tube hello task_one --kwargs '{\"arg1\":\"a\",\"arg2\":\"b\",\"arg3\":\"c\"}'
+  runner put --tube hello task_one --kwargs '{\"arg1\":\"a\",\"arg2\":\"b\",\"arg3\":\"c\"}' --wait
+  runner put --tube resize thumbnail --kwargs '{\"url\":\"https://example.com/a.png\"}' --reply-to results
+
+Without --wait it prints the new job's id. With --wait it prints the task's
+JSON result, or the error on stderr with the exit code of its kind
+(with --wait, exit codes are those of `runner call`).
+
+",
+    exit_codes_help!()
+);
+
+/// Arguments of `runner put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The tube to put the job on.
+    #[arg(long)]
+    pub tube: String,
+    /// The task (export) the job runs.
+    pub task: String,
+    /// The kwargs, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub kwargs: String,
+    /// beanstalkd priority; lower runs first.
+    #[arg(long, default_value_t = beanbox_queue::producer::DEFAULT_PRIORITY)]
+    pub priority: u32,
+    /// Seconds before the job becomes ready.
+    #[arg(long, default_value_t = 0)]
+    pub delay: u32,
+    /// Seconds a worker may hold the job; also caps the task's run time.
+    #[arg(long, default_value_t = beanbox_queue::producer::DEFAULT_TTR)]
+    pub ttr: u32,
+    /// A tube that gets the job's result (not with --wait, which uses its own).
+    #[arg(long, conflicts_with = "wait")]
+    pub reply_to: Option<String>,
+    /// Wait for the result and print it.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (retries included).
+    #[arg(long, default_value_t = 60, requires = "wait")]
+    pub timeout: u32,
+    /// beanstalkd address.
+    #[arg(long, value_name = "HOST:PORT", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
+    pub beanstalkd: String,
+}
+
+/// Runs `runner put`.
+///
+/// # Errors
+///
+/// beanstalkd unreachable or refusing the job.
+pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
+    let kwargs = match serde_json::from_str::<serde_json::Value>(&args.kwargs) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(other) => {
+            eprintln!("error: --kwargs must be a JSON object, got {other}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+        Err(e) => {
+            eprintln!("error: --kwargs is not valid JSON: {e}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    super::runtime()?.block_on(async move {
+        let addr = &args.beanstalkd;
+        let mut producer = Producer::connect(addr)
+            .await
+            .with_context(|| format!("cannot reach beanstalkd at {addr}"))?;
+        let mut opts = PutOptions {
+            priority: args.priority,
+            delay: args.delay,
+            ttr: args.ttr,
+            reply_to: args.reply_to.clone(),
+        };
+        if !args.wait {
+            let id = producer
+                .put(&args.tube, &args.task, &kwargs, &opts)
+                .await
+                .with_context(|| format!("failed to put the job on tube `{}`", args.tube))?;
+            println!("{id}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        // A private reply tube, watched before the job can finish.
+        let reply_tube = private_tube_name();
+        let mut replies = Client::connect(addr).await.with_context(|| format!("cannot reach beanstalkd at {addr}"))?;
+        replies.watch(&reply_tube).await?;
+        replies.ignore("default").await?;
+        opts.reply_to = Some(reply_tube);
+        let id = producer
+            .put(&args.tube, &args.task, &kwargs, &opts)
+            .await
+            .with_context(|| format!("failed to put the job on tube `{}`", args.tube))?;
+        eprintln!("job {id} put on tube `{}`; waiting for its result", args.tube);
+        let deadline = Instant::now() + Duration::from_secs(u64::from(args.timeout));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+            let job = match replies.reserve_with_timeout(u32::try_from(left).unwrap_or(u32::MAX)).await {
+                Ok(job) => job,
+                Err(e) if e.is_timeout() => {
+                    eprintln!("error: no result for job {id} within {}s; it may still be queued or retrying", args.timeout);
+                    return Ok(ExitCode::from(EXIT_ERROR));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            replies.delete(job.id).await?;
+            let reply = ReplyBody::parse(&job.body).context("the reply is not a beanbox result")?;
+            if reply.job != id {
+                continue;
+            }
+            return Ok(match reply.outcome {
+                Ok(value) => {
+                    println!("{value}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}", e.message);
+                    ExitCode::from(match e.kind.as_str() {
+                        "unknown-task" | "bad-kwargs" | "bad-envelope" => EXIT_BAD_INPUT,
+                        "fuel" | "memory" | "deadline" | "output" => EXIT_LIMIT,
+                        _ => EXIT_TASK_FAILED,
+                    })
+                }
+            });
+        }
+    })
+}
+
+fn private_tube_name() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("beanbox-reply-{}-{nanos}", std::process::id())
+}

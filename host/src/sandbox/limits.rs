@@ -1,0 +1,96 @@
+//! Per-call resource limits: the budget a module gets for one job, and the
+//! store limiter that enforces its memory and table caps and remembers when
+//! it refused, so an out-of-memory trap can be told apart from a panic.
+
+use std::time::Duration;
+
+/// Default fuel per call: about 0.2-2 s of guest CPU on this class of machine
+/// (fuel counts wasm operations, 5e9-5e10 a second here).
+pub const DEFAULT_FUEL: u64 = 10_000_000_000;
+/// Default cap on a call's linear memory, summed over all its memories.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
+/// Default wall-clock budget of one call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on captured stdout, and separately on stderr.
+pub const DEFAULT_OUTPUT_BYTES: usize = 1 << 20;
+/// Default cap on table elements per table.
+pub const DEFAULT_TABLE_ELEMENTS: usize = 100_000;
+
+/// The budget one call runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wasm fuel (roughly: operations) the call may burn.
+    pub fuel: u64,
+    /// Bytes of linear memory the call may hold, over all its memories.
+    pub memory_bytes: u64,
+    /// Wall-clock time the call may take, start-up included.
+    pub timeout: Duration,
+    /// Bytes the call may write to stdout (and, separately, to stderr).
+    pub output_bytes: usize,
+    /// Elements any one table may grow to.
+    pub table_elements: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: DEFAULT_FUEL,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            timeout: DEFAULT_TIMEOUT,
+            output_bytes: DEFAULT_OUTPUT_BYTES,
+            table_elements: DEFAULT_TABLE_ELEMENTS,
+        }
+    }
+}
+
+/// Enforces [`Limits::memory_bytes`] and [`Limits::table_elements`] for one
+/// store and records a refusal.
+///
+/// A refused `memory.grow` returns -1 to the guest as the spec wants; a Rust
+/// guest then aborts with the same `unreachable` trap as a panic, so the flag
+/// is what tells the two apart afterwards.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    memory_cap: u64,
+    table_cap: usize,
+    memory_total: u64,
+    pub(crate) memory_refused: bool,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Self {
+            memory_cap: limits.memory_bytes,
+            table_cap: limits.table_elements,
+            memory_total: 0,
+            memory_refused: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = (desired - current) as u64;
+        let within_max = maximum.is_none_or(|max| desired <= max);
+        if !within_max || self.memory_total + growth > self.memory_cap {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        self.memory_total += growth;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_cap && maximum.is_none_or(|max| desired <= max))
+    }
+}

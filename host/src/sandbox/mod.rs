@@ -1,0 +1,676 @@
+//! The sandbox: compiles task components, lists their exports, and calls one
+//! export per job in a fresh store under fuel, memory, wall-clock and output
+//! limits, with WASI granting nothing. It knows nothing of beanstalkd.
+
+mod convert;
+mod error;
+pub mod host;
+mod limits;
+pub mod types;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{Map, Value};
+use wasmtime::component::types::{ComponentItem, Type};
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
+};
+use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub use convert::{ArgError, ArgErrorKind, same_name};
+pub use error::{CallError, FailureClass, LoadError};
+pub use host::{
+    JobInfo, Level, PutError, PutOptions, PutRequest, Services, SharedServices, Standalone,
+};
+pub use limits::{
+    DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES, DEFAULT_TABLE_ELEMENTS,
+    DEFAULT_TIMEOUT, Limits,
+};
+
+use limits::Limiter;
+
+/// How often the epoch ticks: the granularity of wall-clock deadlines and of
+/// a spinning guest yielding to the async runtime.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Extra time past the deadline before a call blocked in a host call (a
+/// sleep, say) is abandoned rather than interrupted.
+const DEADLINE_GRACE: Duration = Duration::from_millis(50);
+
+/// The wasm engine, its linker and the epoch ticker: one per process.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: Engine,
+    linker: Arc<Linker<State>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Creates the engine (fuel and epochs on) and a linker offering WASI p2
+    /// and `beanbox:task`, and starts the epoch ticker thread.
+    ///
+    /// # Errors
+    ///
+    /// When wasmtime rejects the configuration.
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        // Concurrent component-model execution is not used; off, it saves
+        // ~7 us of store set-up per job.
+        config.concurrency_support(false);
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("failed to create the wasm engine")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link WASI")?;
+        host::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("failed to link beanbox:task")?;
+        spawn_epoch_ticker(&engine);
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    /// The engine modules are compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads and compiles the component at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read, is not a valid component, imports what
+    /// the sandbox does not offer, or exports a function whose signature
+    /// cannot cross JSON.
+    pub fn load_file(&self, path: &Path) -> Result<Module, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.load(&bytes, &path.display().to_string())
+    }
+
+    /// Compiles a component from its bytes; `name` is used in messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::load_file`].
+    pub fn load(&self, bytes: &[u8], name: &str) -> Result<Module, LoadError> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            module: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        self.prepare(component, name)
+    }
+
+    /// Lists the tasks of a compiled component and pre-links it.
+    fn prepare(&self, component: Component, name: &str) -> Result<Module, LoadError> {
+        let tasks = discover_tasks(&self.engine, &component, name)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                module: name.to_string(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(Module {
+            inner: Arc::new(ModuleInner {
+                name: name.to_string(),
+                pre,
+                tasks,
+            }),
+        })
+    }
+}
+
+/// Ticks the engine's epoch until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("beanbox-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("failed to spawn the epoch ticker thread");
+}
+
+/// One export of a component that a job can call.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The name jobs use: the export's WIT name (`task-one`), or
+    /// `interface.function` for a function inside an exported interface.
+    pub name: String,
+    /// The interface that holds it (`beanbox:showcase/math`), if any.
+    pub interface: Option<String>,
+    /// Parameter names (WIT kebab-case) and types.
+    pub params: Vec<(String, Type)>,
+    /// The result type, if the function returns one.
+    pub result: Option<Type>,
+    index: ComponentExportIndex,
+}
+
+impl Task {
+    /// The WIT signature, e.g. `func(arg1: string) -> string`.
+    pub fn signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(n, t)| format!("{n}: {}", types::wit_name(t)))
+            .collect();
+        match &self.result {
+            Some(r) => format!("func({}) -> {}", params.join(", "), types::wit_name(r)),
+            None => format!("func({})", params.join(", ")),
+        }
+    }
+
+    /// A JSON Schema of this task's kwargs object.
+    pub fn kwargs_schema(&self) -> Value {
+        let mut props = Map::new();
+        let mut required = Vec::new();
+        for (name, ty) in &self.params {
+            if !matches!(ty, Type::Option(_)) {
+                required.push(Value::from(name.as_str()));
+            }
+            props.insert(name.clone(), types::json_schema(ty));
+        }
+        serde_json::json!({
+            "type": "object",
+            "properties": props,
+            "required": required,
+            "additionalProperties": false,
+        })
+    }
+}
+
+/// A compiled, pre-linked component, cheap to clone and share between jobs.
+#[derive(Clone)]
+pub struct Module {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    name: String,
+    pre: InstancePre<State>,
+    tasks: Vec<Task>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one call produced, whatever its outcome.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The export's result as JSON (`null` when it returns nothing), or why
+    /// the call failed.
+    pub result: Result<Value, CallError>,
+    /// Fuel burned, start-up included.
+    pub fuel_used: u64,
+    /// What the guest wrote to stdout (up to the cap).
+    pub stdout: Vec<u8>,
+    /// What the guest wrote to stderr (up to the cap).
+    pub stderr: Vec<u8>,
+    /// Wall-clock time of instantiation and call.
+    pub elapsed: Duration,
+}
+
+/// Everything a call needs besides the module, task and kwargs.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// The budget.
+    pub limits: Limits,
+    /// The job's facts, as the guest sees them.
+    pub job: JobInfo,
+    /// Where log lines and follow-up puts go.
+    pub services: SharedServices,
+}
+
+impl CallContext {
+    /// A context for running outside a queue: job id 0, attempt 1.
+    pub fn standalone(task: &str, limits: Limits) -> Self {
+        Self {
+            limits,
+            job: JobInfo {
+                id: 0,
+                tube: String::new(),
+                task: task.to_string(),
+                attempt: 1,
+            },
+            services: Arc::new(Standalone),
+        }
+    }
+}
+
+impl Module {
+    /// The name given at load time (usually the file path).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Every callable export.
+    pub fn tasks(&self) -> &[Task] {
+        &self.inner.tasks
+    }
+
+    /// Finds a task by name; snake_case matches kebab-case, and a function
+    /// in an exported interface may be named without its interface when no
+    /// other task has that name.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::UnknownTask`], listing the tasks there are.
+    pub fn task(&self, name: &str) -> Result<&Task, CallError> {
+        let tasks = &self.inner.tasks;
+        if let Some(t) = tasks.iter().find(|t| same_name(&t.name, name)) {
+            return Ok(t);
+        }
+        let mut short = tasks.iter().filter(|t| {
+            t.interface.is_some()
+                && t.name
+                    .rsplit('.')
+                    .next()
+                    .is_some_and(|f| same_name(f, name))
+        });
+        match (short.next(), short.next()) {
+            (Some(t), None) => Ok(t),
+            _ => Err(CallError::UnknownTask {
+                task: name.to_string(),
+                available: tasks.iter().map(|t| t.name.clone()).collect(),
+            }),
+        }
+    }
+
+    /// Calls `task` with `kwargs` in a fresh instance under `ctx.limits`.
+    pub async fn call(
+        &self,
+        task: &str,
+        kwargs: &Map<String, Value>,
+        ctx: &CallContext,
+    ) -> Outcome {
+        let started = Instant::now();
+        let prepared = self.task(task).and_then(|t| {
+            convert::kwargs_to_params(&t.params, kwargs)
+                .map(|params| (t, params))
+                .map_err(|error| CallError::BadKwargs {
+                    task: t.name.clone(),
+                    error,
+                })
+        });
+        let (task, params) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome {
+                    result: Err(e),
+                    fuel_used: 0,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    elapsed: started.elapsed(),
+                };
+            }
+        };
+        let limits = ctx.limits;
+        let stdout = MemoryOutputPipe::new(limits.output_bytes);
+        let stderr = MemoryOutputPipe::new(limits.output_bytes);
+        // Nothing is inherited or preopened: no files, env, args or network.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(&limits),
+            job: ctx.job.clone(),
+            services: ctx.services.clone(),
+            log_budget: limits.output_bytes,
+        };
+        let mut store = Store::new(self.inner.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        let mut result = match store.set_fuel(limits.fuel) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(CallError::Trap {
+                task: task.name.clone(),
+                message: format!("{e:#}"),
+            }),
+        };
+        let deadline = started + limits.timeout;
+        store.epoch_deadline_callback(move |_| {
+            // Yield each tick so a spinning guest never starves the async
+            // runtime; stop it once the deadline has passed.
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
+
+        let mut value = Value::Null;
+        if result.is_ok() {
+            let run = run(&self.inner.pre, &mut store, task, &params);
+            result = match tokio::time::timeout(limits.timeout + DEADLINE_GRACE, run).await {
+                Ok(Ok(v)) => {
+                    value = v;
+                    Ok(())
+                }
+                Ok(Err(RunError::Guest(payload))) => Err(CallError::Guest {
+                    task: task.name.clone(),
+                    payload,
+                }),
+                Ok(Err(RunError::Wasm(e))) => Err(classify(e, task, &limits, &store, &stderr)),
+                Err(_elapsed) => Err(CallError::Deadline {
+                    task: task.name.clone(),
+                    after: limits.timeout,
+                }),
+            };
+        }
+        // A guest that filled its capture went past the cap, whether it then
+        // trapped on the refused write or carried on: a limit hit either way.
+        if matches!(result, Ok(()) | Err(CallError::Trap { .. })) {
+            if let Some(e) = output_overflow(task, &limits, &stdout, &stderr) {
+                result = Err(e);
+            }
+        }
+        let fuel_used = limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(limits.fuel));
+        drop(store);
+        Outcome {
+            result: result.map(|()| value),
+            fuel_used,
+            stdout: stdout.contents().to_vec(),
+            stderr: stderr.contents().to_vec(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+enum RunError {
+    Guest(Value),
+    Wasm(wasmtime::Error),
+}
+
+impl From<wasmtime::Error> for RunError {
+    fn from(e: wasmtime::Error) -> Self {
+        RunError::Wasm(e)
+    }
+}
+
+async fn run(
+    pre: &InstancePre<State>,
+    store: &mut Store<State>,
+    task: &Task,
+    params: &[Val],
+) -> Result<Value, RunError> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let func = instance.get_func(&mut *store, task.index).ok_or_else(|| {
+        wasmtime::format_err!("export `{}` vanished after instantiation", task.name)
+    })?;
+    let mut results = vec![Val::Bool(false); usize::from(task.result.is_some())];
+    func.call_async(&mut *store, params, &mut results).await?;
+    match results.pop() {
+        None => Ok(Value::Null),
+        // A top-level `result` is the task's own verdict: `err` fails the job.
+        Some(Val::Result(Ok(ok))) => Ok(ok.as_deref().map_or(Value::Null, convert::to_json)),
+        Some(Val::Result(Err(err))) => Err(RunError::Guest(
+            err.as_deref().map_or(Value::Null, convert::to_json),
+        )),
+        Some(v) => Ok(convert::to_json(&v)),
+    }
+}
+
+/// Tells fuel, memory, deadline, output-cap and plain traps apart.
+fn classify(
+    error: wasmtime::Error,
+    task: &Task,
+    limits: &Limits,
+    store: &Store<State>,
+    stderr: &MemoryOutputPipe,
+) -> CallError {
+    let name = task.name.clone();
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            return CallError::Fuel {
+                task: name,
+                limit: limits.fuel,
+            };
+        }
+        Some(Trap::Interrupt) => {
+            return CallError::Deadline {
+                task: name,
+                after: limits.timeout,
+            };
+        }
+        _ => {}
+    }
+    if store.data().limiter.memory_refused {
+        return CallError::Memory {
+            task: name,
+            limit: limits.memory_bytes,
+        };
+    }
+    let mut message = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{:#}", error),
+    };
+    // A Rust panic prints its message to stderr before it traps: that is
+    // what the author wants to see.
+    if let Some(said) = guest_complaint(&stderr.contents()) {
+        message = format!("{message}: {said}");
+    }
+    if let Some(bt) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let trace = short_backtrace(bt);
+        if !trace.is_empty() {
+            message = format!("{message} (at {trace})");
+        }
+    }
+    CallError::Trap {
+        task: name,
+        message,
+    }
+}
+
+fn output_overflow(
+    task: &Task,
+    limits: &Limits,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> Option<CallError> {
+    [("stdout", stdout), ("stderr", stderr)]
+        .into_iter()
+        .find(|(_, pipe)| pipe.contents().len() >= limits.output_bytes)
+        .map(|(stream, _)| CallError::Output {
+            task: task.name.clone(),
+            stream,
+            limit: limits.output_bytes,
+        })
+}
+
+/// The guest's own account of a failure: a panic message (`panicked at
+/// FILE: MESSAGE`) or else its last line on stderr, one line, bounded.
+fn guest_complaint(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let said = match lines.iter().rposition(|l| l.contains("panicked at")) {
+        Some(at) => lines[at..].join(" "),
+        None => (*lines.last()?).to_string(),
+    };
+    Some(truncate(said, 300))
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// The guest's own frames, innermost first, demangled, with the panic and
+/// abort machinery of the standard library left out and recursion folded.
+fn short_backtrace(bt: &wasmtime::WasmBacktrace) -> String {
+    const MACHINERY: [&str; 6] = [
+        "std::",
+        "core::",
+        "__rustc::",
+        "__rust",
+        "abort",
+        "rust_panic",
+    ];
+    let mut frames: Vec<(String, usize)> = Vec::new();
+    for name in bt.frames().iter().filter_map(|f| f.func_name()) {
+        let name = format!("{:#}", rustc_demangle::demangle(name));
+        if MACHINERY.iter().any(|m| name.starts_with(m)) {
+            continue;
+        }
+        match frames.last_mut() {
+            Some((last, n)) if *last == name => *n += 1,
+            _ => frames.push((name, 1)),
+        }
+    }
+    let shown: Vec<String> = frames
+        .iter()
+        .take(5)
+        .map(|(name, n)| {
+            if *n > 1 {
+                format!("{name} x{n}")
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    shown.join(" <- ")
+}
+
+/// Lists a component's callable exports; refuses any whose signature cannot
+/// cross JSON.
+fn discover_tasks(
+    engine: &Engine,
+    component: &Component,
+    module: &str,
+) -> Result<Vec<Task>, LoadError> {
+    let mut tasks = Vec::new();
+    let ty = component.component_type();
+    for (export, item) in ty.exports(engine) {
+        match item.ty {
+            ComponentItem::ComponentFunc(func) => {
+                let index = component
+                    .get_export_index(None, export)
+                    .expect("listed export has an index");
+                tasks.push(make_task(module, export.to_string(), None, &func, index)?);
+            }
+            ComponentItem::ComponentInstance(instance) => {
+                let iface_index = component
+                    .get_export_index(None, export)
+                    .expect("listed export has an index");
+                let short = export.rsplit('/').next().unwrap_or(export);
+                let short = short.split('@').next().unwrap_or(short);
+                for (fname, fitem) in instance.exports(engine) {
+                    if let ComponentItem::ComponentFunc(func) = fitem.ty {
+                        let index = component
+                            .get_export_index(Some(&iface_index), fname)
+                            .expect("listed export has an index");
+                        tasks.push(make_task(
+                            module,
+                            format!("{short}.{fname}"),
+                            Some(export.to_string()),
+                            &func,
+                            index,
+                        )?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(tasks)
+}
+
+fn make_task(
+    module: &str,
+    name: String,
+    interface: Option<String>,
+    func: &wasmtime::component::types::ComponentFunc,
+    index: ComponentExportIndex,
+) -> Result<Task, LoadError> {
+    let params: Vec<(String, Type)> = func.params().map(|(n, t)| (n.to_string(), t)).collect();
+    let result = func.results().next();
+    let refuse = |reason: String| LoadError::Unsupported {
+        module: module.to_string(),
+        export: name.clone(),
+        reason,
+    };
+    if func.async_() {
+        return Err(refuse("async functions are not supported".into()));
+    }
+    for (pname, ty) in &params {
+        if let Some(what) = types::unsupported(ty) {
+            return Err(refuse(format!(
+                "parameter `{pname}` uses {what}, which JSON cannot carry"
+            )));
+        }
+    }
+    if let Some(what) = result.as_ref().and_then(types::unsupported) {
+        return Err(refuse(format!(
+            "its result uses {what}, which JSON cannot carry"
+        )));
+    }
+    Ok(Task {
+        name,
+        interface,
+        params,
+        result,
+        index,
+    })
+}
+
+/// What a store holds for one call.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    job: JobInfo,
+    services: SharedServices,
+    log_budget: usize,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
