@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what beanbox needs to build, demo and test, when it is missing:
+# beanstalkd (Debian package), the wasm32-wasip2 Rust target, and a Python
+# venv with greenstalk for the seed-compatibility test. Safe to run again.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+sudo=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo="sudo"; fi
+
+apt_install() {
+    echo "setup: installing $* (Debian packages)" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v beanstalkd >/dev/null; then
+    apt_install beanstalkd
+    # Debian's package may enable a system service on :11300; beanbox's
+    # demo and tests run their own servers, so leave the system one alone.
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found; install Rust 1.95+ with rustup (https://rustup.rs)" >&2
+    exit 1
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    echo "setup: adding the wasm32-wasip2 Rust target" >&2
+    rustup target add wasm32-wasip2 >&2
+fi
+
+# The seed's Python producer (shared/peers/python-seed) needs greenstalk.
+venv="$root/target/seed-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import greenstalk' 2>/dev/null; then
+    if ! python3 -m venv --help >/dev/null 2>&1; then apt_install python3-venv; fi
+    echo "setup: creating $venv with greenstalk" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q greenstalk==2.1.1 >&2
+fi

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up and runs every beanbox test: formatting and lints, the queue crate
+# (codec, client against real beanstalkd), the sandbox and worker end-to-end
+# tests (real beanstalkd, real components), the guest SDK's doc tests, and a
+# check that producer-only users compile no wasmtime.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+"$root/scripts/setup.sh"
+
+echo "== format and lints" >&2
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+echo "== the producer (beanbox-queue) depends on no wasm runtime" >&2
+if cargo tree -p beanbox-queue -e normal --prefix none | grep -E '^(wasmtime|cranelift)'; then
+    echo "beanbox-queue pulls in a wasm runtime: producer-only users would compile it" >&2
+    exit 1
+fi
+
+echo "== task components (built once for the whole run)" >&2
+BEANBOX_TASKS_DIR="$(tasks/build.sh --locked)"
+export BEANBOX_TASKS_DIR
+export BEANBOX_SEED_PYTHON="$root/target/seed-venv/bin/python"
+
+echo "== guest SDK doc tests" >&2
+cargo test --manifest-path tasks/Cargo.toml -p beanbox-sdk --doc --locked
+
+echo "== workspace tests" >&2
+cargo test --workspace --locked
