@@ -114,10 +114,10 @@ fn load_modules(
         let mut found = Vec::new();
         for entry in entries {
             let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "wasm") {
-                if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                    found.push(stem.to_string());
-                }
+            if path.extension().is_some_and(|e| e == "wasm")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                found.push(stem.to_string());
             }
         }
         if found.is_empty() {

@@ -390,10 +390,10 @@ impl Module {
         }
         // A guest that filled its capture went past the cap, whether it then
         // trapped on the refused write or carried on: a limit hit either way.
-        if matches!(result, Ok(()) | Err(CallError::Trap { .. })) {
-            if let Some(e) = output_overflow(task, &limits, &stdout, &stderr) {
-                result = Err(e);
-            }
+        if matches!(result, Ok(()) | Err(CallError::Trap { .. }))
+            && let Some(e) = output_overflow(task, &limits, &stdout, &stderr)
+        {
+            result = Err(e);
         }
         let fuel_used = limits
             .fuel
