@@ -17,6 +17,9 @@ beanbox_sdk::wit_bindgen::generate!({
 
 struct Hello;
 
+/// Patched in the built .wasm by hot-deploy tests (same length, new digits).
+static VERSION_MARKER: &str = "beanbox-version:0000";
+
 impl Guest for Hello {
     fn task_one(arg1: String, arg2: String, arg3: String) -> String {
         beanbox_sdk::log::info("task_one joining 3 strings");
@@ -44,6 +47,11 @@ impl Guest for Hello {
     fn nap(ms: u32) -> u32 {
         std::thread::sleep(Duration::from_millis(ms.into()));
         ms
+    }
+
+    fn version() -> String {
+        // black_box keeps the bytes in the data segment, where tests patch them.
+        std::hint::black_box(VERSION_MARKER).to_string()
     }
 }
 
