@@ -2,9 +2,13 @@
 //!
 //! - [`sandbox`] compiles task components and calls their exports under
 //!   limits; it knows nothing of beanstalkd.
+//! - [`registry`] keeps the modules of a directory current (hot deploy).
+//! - [`config`] says which tenant runs what, under which limits and grants.
 //! - [`worker`] reserves jobs from beanstalkd and runs them in the sandbox.
 //! - [`commands`] are the `runner` subcommands.
 
 pub mod commands;
+pub mod config;
+pub mod registry;
 pub mod sandbox;
 pub mod worker;

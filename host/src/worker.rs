@@ -1,21 +1,27 @@
-//! The worker: N slots, each with its own beanstalkd connection, reserve a
-//! job, run it in the module that serves its tube, and then delete, release
-//! with backoff or bury it by the failure policy in DESIGN.md. Nothing is
-//! deleted unless it succeeded; a stopping worker hands unfinished jobs back.
+//! The worker: every tenant gets its own slots (its share of the worker),
+//! each slot its own beanstalkd connection watching only that tenant's tubes,
+//! so one tenant's flood or slow jobs never starve another's. A slot reserves
+//! a job, runs it in the current version of the module that serves its tube,
+//! and deletes, releases with backoff or buries it by the failure policy in
+//! DESIGN.md. Nothing is deleted unless it succeeded; a stopping worker hands
+//! unfinished jobs back.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beanbox_queue::{Client, Envelope, Job, JobStats, Producer, reply_err, reply_ok};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
 
+use crate::config::{Config, Defaults, PutTubes, Tenant};
+use crate::registry::Registry;
 use crate::sandbox::{
-    CallContext, CallError, JobInfo, Level, Limits, Module, PutError, PutRequest, Services,
-    host::PutFuture,
+    CallContext, CallError, JobInfo, Level, PutError, PutRequest, Services, host::PutFuture,
 };
 
-/// Where a worker is in its life.
+/// Where a worker (or one tenant's slots) is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     /// Reserving and running jobs.
@@ -26,20 +32,51 @@ pub enum Phase {
     Abort,
 }
 
-/// Which tubes a task may put follow-up jobs on.
+/// Where the tenants come from.
 #[derive(Debug, Clone)]
-pub enum PutPolicy {
-    /// Any tube.
-    Any,
-    /// Only these.
-    Only(Vec<String>),
+pub enum Tenants {
+    /// A config file (`--config`), reloaded on SIGHUP.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the flags give, under the file's settings.
+        defaults: Defaults,
+    },
+    /// No file: every module is its own tenant with the defaults.
+    Implicit {
+        /// Serve only these tubes (module `<tube>`), waiting for missing
+        /// ones; `None` serves every module in the directory, as they come.
+        tubes: Option<Vec<String>>,
+        /// The flags.
+        defaults: Defaults,
+        /// Where tasks may put follow-up jobs; `None`: each module's own tube.
+        put_tubes: Option<PutTubes>,
+    },
 }
 
-impl PutPolicy {
-    fn allows(&self, tube: &str) -> bool {
+impl Tenants {
+    /// The tenants as they stand now.
+    ///
+    /// # Errors
+    ///
+    /// A config file that does not load.
+    pub fn resolve(&self, registry: &Registry) -> Result<Config, crate::config::ConfigError> {
         match self {
-            PutPolicy::Any => true,
-            PutPolicy::Only(tubes) => tubes.iter().any(|t| t == tube),
+            Tenants::File { path, defaults } => Config::load(path, defaults),
+            Tenants::Implicit {
+                tubes,
+                defaults,
+                put_tubes,
+            } => {
+                let modules = tubes.clone().unwrap_or_else(|| registry.names());
+                let mut config = Config::implicit(&modules, defaults);
+                if let Some(put_tubes) = put_tubes {
+                    for tenant in &mut config.tenants {
+                        tenant.put_tubes = put_tubes.clone();
+                    }
+                }
+                Ok(config)
+            }
         }
     }
 }
@@ -49,90 +86,209 @@ impl PutPolicy {
 pub struct WorkerConfig {
     /// beanstalkd's `host:port`.
     pub addr: String,
-    /// Tube -> the module that serves it.
-    pub modules: HashMap<String, Module>,
-    /// Jobs run at once (one connection each).
-    pub concurrency: usize,
-    /// Each job's budget; the wall-clock part is cut to the job's TTR.
-    pub limits: Limits,
-    /// Attempts before a retryable failure is buried.
-    pub max_attempts: u32,
-    /// Release delay after the first failed attempt; doubles each attempt.
-    pub backoff: Duration,
-    /// The longest release delay.
-    pub backoff_max: Duration,
-    /// Where tasks may put follow-up jobs.
-    pub put_policy: PutPolicy,
-}
-
-/// What slots share.
-struct Shared {
-    config: WorkerConfig,
-    tubes: Vec<String>,
-    services: Arc<WorkerServices>,
+    /// The modules, kept current.
+    pub registry: Registry,
+    /// Who runs what.
+    pub tenants: Tenants,
 }
 
 /// Runs the worker until `phase` says stop and every slot has finished.
+/// Each message on `reload` re-reads a config file (SIGHUP); a bad file
+/// leaves the old tenants in place.
 ///
 /// # Errors
 ///
-/// None at present once started: connection trouble is retried, job
-/// failures are policy. The signature leaves room for fatal set-up errors.
-pub async fn run(config: WorkerConfig, phase: watch::Receiver<Phase>) -> anyhow::Result<()> {
-    let mut tubes: Vec<String> = config.modules.keys().cloned().collect();
-    tubes.sort();
-    let services = Arc::new(WorkerServices {
+/// A config file that does not load at start.
+pub async fn run(
+    config: WorkerConfig,
+    mut phase: watch::Receiver<Phase>,
+    mut reload: mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<()> {
+    let registry = config.registry.clone();
+    let mut modules_changed = registry.subscribe();
+    let mut tenants = config.tenants.resolve(&registry)?;
+    let shared = Arc::new(SharedPuts {
         addr: config.addr.clone(),
-        policy: config.put_policy.clone(),
         producer: Arc::new(Mutex::new(None)),
     });
-    tracing::info!(
-        addr = %config.addr,
-        tubes = %tubes.join(","),
-        concurrency = config.concurrency,
-        "worker started"
-    );
-    let shared = Arc::new(Shared {
-        config,
-        tubes,
-        services,
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut retired: Vec<Group> = Vec::new();
+    apply(&config, &shared, &tenants, &mut groups, &mut retired);
+    tracing::info!(addr = %config.addr, tenants = groups.len(), "worker started");
+
+    loop {
+        tokio::select! {
+            _ = reached(&mut phase, Phase::Draining) => break,
+            Some(()) = reload.recv() => match config.tenants.resolve(&registry) {
+                Ok(new) => {
+                    tracing::info!("config reloaded");
+                    tenants = new;
+                    apply(&config, &shared, &tenants, &mut groups, &mut retired);
+                }
+                Err(e) => tracing::error!(error = %e, "config reload failed; keeping the old config"),
+            },
+            Ok(()) = modules_changed.changed() => {
+                if matches!(config.tenants, Tenants::Implicit { tubes: None, .. }) {
+                    if let Ok(new) = config.tenants.resolve(&registry)
+                        && new != tenants
+                    {
+                        tenants = new;
+                        apply(&config, &shared, &tenants, &mut groups, &mut retired);
+                    }
+                }
+            }
+        }
+        retired.retain(|g| g.slots.iter().any(|h| !h.is_finished()));
+    }
+
+    // Stopping: pass each phase on to every group until all have finished.
+    let all: Vec<Group> = groups.into_values().chain(retired).collect();
+    let mut waiting = Box::pin(async {
+        for group in &all {
+            for slot in &group.slots {
+                while !slot.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
     });
-    let slots: Vec<_> = (0..shared.config.concurrency.max(1))
-        .map(|n| tokio::spawn(slot(n, shared.clone(), phase.clone())))
-        .collect();
-    for handle in slots {
-        handle.await?;
+    loop {
+        let now = *phase.borrow_and_update();
+        for group in &all {
+            // Never move a group backwards (a retired one may be draining).
+            group.phase.send_if_modified(|p| {
+                let was = *p;
+                *p = was.max(now);
+                *p != was
+            });
+        }
+        tokio::select! {
+            () = &mut waiting => break,
+            changed = phase.changed() => if changed.is_err() { break },
+        }
     }
     tracing::info!("worker stopped");
     Ok(())
 }
 
-/// Waits until the worker's phase is `at` or later.
-async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
-    // The borrow guard is dropped here, before any other await.
-    if phase.wait_for(|p| *p >= at).await.is_err() {
-        // The sender is gone (the process is ending): treat as reached.
+/// One tenant's running slots.
+struct Group {
+    tenant: Tenant,
+    phase: watch::Sender<Phase>,
+    slots: Vec<JoinHandle<()>>,
+}
+
+/// Starts slots for new or changed tenants and drains those of removed or
+/// changed ones (their running jobs finish on the old settings).
+fn apply(
+    config: &WorkerConfig,
+    shared: &Arc<SharedPuts>,
+    tenants: &Config,
+    groups: &mut HashMap<String, Group>,
+    retired: &mut Vec<Group>,
+) {
+    let wanted: HashMap<&str, &Tenant> = tenants
+        .tenants
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let stale: Vec<String> = groups
+        .iter()
+        .filter(|(name, g)| wanted.get(name.as_str()).is_none_or(|t| **t != g.tenant))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in stale {
+        if let Some(group) = groups.remove(&name) {
+            group.phase.send_replace(Phase::Draining);
+            retired.push(group);
+        }
+    }
+    for tenant in &tenants.tenants {
+        if groups.contains_key(&tenant.name) {
+            continue;
+        }
+        let (tx, rx) = watch::channel(Phase::Running);
+        let services = Arc::new(WorkerServices {
+            shared: shared.clone(),
+            put_tubes: tenant.put_tubes.clone(),
+        });
+        let ctx = Arc::new(SlotContext {
+            addr: config.addr.clone(),
+            registry: config.registry.clone(),
+            tenant: tenant.clone(),
+            services,
+            grants: Arc::new(tenant.grants.clone()),
+        });
+        let slots = (0..tenant.concurrency.max(1))
+            .map(|n| tokio::spawn(slot(n, ctx.clone(), rx.clone())))
+            .collect();
+        let tubes: Vec<&str> = tenant.tubes().collect();
+        tracing::info!(
+            tenant = %tenant.name, tubes = %tubes.join(","), concurrency = tenant.concurrency,
+            "serving tenant"
+        );
+        groups.insert(
+            tenant.name.clone(),
+            Group {
+                tenant: tenant.clone(),
+                phase: tx,
+                slots,
+            },
+        );
     }
 }
 
-/// A slot's connection and the tube it last `use`d for replies.
+/// What a tenant's slots share.
+struct SlotContext {
+    addr: String,
+    registry: Registry,
+    tenant: Tenant,
+    services: Arc<WorkerServices>,
+    grants: Arc<crate::sandbox::Grants>,
+}
+
+impl SlotContext {
+    /// The tenant's tubes whose module is loaded now, sorted.
+    fn active_tubes(&self) -> Vec<String> {
+        let mut tubes: Vec<String> = self
+            .tenant
+            .routes
+            .iter()
+            .filter(|r| self.registry.get(&r.module).is_some())
+            .map(|r| r.tube.clone())
+            .collect();
+        tubes.sort();
+        tubes
+    }
+}
+
+/// Waits until the phase is `at` or later.
+async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
+    // The borrow guard is dropped here, before any other await. An error
+    // means the sender is gone (the process is ending): treat as reached.
+    let _ = phase.wait_for(|p| *p >= at).await;
+}
+
+/// A slot's connection, the tubes it watches, and the tube it last `use`d.
 struct Conn {
     client: Client,
+    watching: Vec<String>,
     used: Option<String>,
 }
 
 impl Conn {
-    async fn open(shared: &Shared) -> beanbox_queue::Result<Conn> {
-        let mut client = Client::connect(&shared.config.addr).await?;
-        for tube in &shared.tubes {
+    async fn open(addr: &str, tubes: Vec<String>) -> beanbox_queue::Result<Conn> {
+        let mut client = Client::connect(addr).await?;
+        for tube in &tubes {
             client.watch(tube).await?;
         }
-        // A fresh connection watches `default`; this worker serves only its tubes.
-        if !shared.tubes.iter().any(|t| t == "default") {
+        // A fresh connection watches `default`; a slot serves only its tubes.
+        if !tubes.iter().any(|t| t == "default") {
             client.ignore("default").await?;
         }
         Ok(Conn {
             client,
+            watching: tubes,
             used: Some("default".into()),
         })
     }
@@ -143,14 +299,11 @@ impl Conn {
             self.client.use_tube(tube).await?;
             self.used = Some(tube.to_string());
         }
-        self.client
-            .put(
-                beanbox_queue::producer::DEFAULT_PRIORITY,
-                0,
-                beanbox_queue::producer::DEFAULT_TTR,
-                body,
-            )
-            .await
+        let (pri, ttr) = (
+            beanbox_queue::producer::DEFAULT_PRIORITY,
+            beanbox_queue::producer::DEFAULT_TTR,
+        );
+        self.client.put(pri, 0, ttr, body).await
     }
 }
 
@@ -168,20 +321,47 @@ impl Backoff {
     }
 }
 
-async fn slot(n: usize, shared: Arc<Shared>, mut phase: watch::Receiver<Phase>) {
+/// Seconds a reserve waits before the slot looks at its tubes again.
+const RESERVE_WAIT_SECS: u32 = 1;
+
+async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>) {
+    let tenant = ctx.tenant.name.as_str();
+    let mut modules_changed = ctx.registry.subscribe();
     let mut reconnect = Backoff(Backoff::FIRST);
+    // Set when a connection was lost or could not be opened, so that the
+    // next successful open is logged even when it is the first try.
+    let mut lost = false;
     'connect: while *phase.borrow() == Phase::Running {
-        let mut conn = match Conn::open(&shared).await {
+        let tubes = ctx.active_tubes();
+        if tubes.is_empty() {
+            // Nothing to serve until a module arrives.
+            if n == 0 {
+                let missing: Vec<&str> = ctx
+                    .tenant
+                    .routes
+                    .iter()
+                    .map(|r| r.module.as_str())
+                    .collect();
+                tracing::warn!(tenant, modules = %missing.join(","), "waiting for modules: none of this tenant's modules is loaded");
+            }
+            tokio::select! {
+                _ = modules_changed.changed() => {}
+                _ = reached(&mut phase, Phase::Draining) => {}
+            }
+            continue;
+        }
+        let mut conn = match Conn::open(&ctx.addr, tubes).await {
             Ok(conn) => {
-                if reconnect.0 > Backoff::FIRST {
-                    tracing::info!(slot = n, addr = %shared.config.addr, "reconnected to beanstalkd");
+                if std::mem::take(&mut lost) {
+                    tracing::info!(tenant, slot = n, addr = %ctx.addr, "reconnected to beanstalkd");
                 }
                 reconnect = Backoff(Backoff::FIRST);
                 conn
             }
             Err(e) => {
+                lost = true;
                 let delay = reconnect.next();
-                tracing::warn!(slot = n, addr = %shared.config.addr, error = %e, retry_in = ?delay, "cannot reach beanstalkd");
+                tracing::warn!(tenant, slot = n, addr = %ctx.addr, error = %e, retry_in = ?delay, "cannot reach beanstalkd");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = reached(&mut phase, Phase::Draining) => {}
@@ -195,22 +375,35 @@ async fn slot(n: usize, shared: Arc<Shared>, mut phase: watch::Receiver<Phase>) 
             let reserved = tokio::select! {
                 biased;
                 _ = reached(&mut phase, Phase::Draining) => break 'connect,
-                r = conn.client.reserve() => r,
+                r = conn.client.reserve_with_timeout(RESERVE_WAIT_SECS) => r,
             };
             let result = match reserved {
-                Ok(job) => handle(&shared, &mut conn, job, &mut phase).await,
+                Ok(job) => handle(&ctx, &mut conn, job, &mut phase).await,
+                Err(e) if e.is_timeout() || e.is_deadline_soon() => Ok(()),
                 Err(e) => Err(e),
             };
             match result {
                 Ok(()) => {}
                 Err(e) if e.is_connection_error() => {
-                    tracing::warn!(slot = n, error = %e, "lost beanstalkd connection; reconnecting");
+                    if *phase.borrow() == Phase::Running
+                        && !matches!(e, beanbox_queue::Error::Closed)
+                    {
+                        tracing::warn!(tenant, slot = n, error = %e, "lost beanstalkd connection; reconnecting");
+                        lost = true;
+                    }
                     continue 'connect;
                 }
                 Err(e) => {
                     // A server refusal (out of memory, draining...): pause, go on.
-                    tracing::warn!(slot = n, error = %e, "beanstalkd refused a request");
+                    tracing::warn!(tenant, slot = n, error = %e, "beanstalkd refused a request");
                     tokio::time::sleep(reconnect.next()).await;
+                }
+            }
+            // Modules came or went: watch exactly the tubes that have one.
+            if modules_changed.has_changed().unwrap_or(false) {
+                modules_changed.mark_unchanged();
+                if ctx.active_tubes() != conn.watching {
+                    continue 'connect;
                 }
             }
         }
@@ -226,7 +419,7 @@ enum Verdict {
 
 /// Runs one reserved job and settles it. Errors are beanstalkd errors only.
 async fn handle(
-    shared: &Shared,
+    ctx: &SlotContext,
     conn: &mut Conn,
     job: Job,
     phase: &mut watch::Receiver<Phase>,
@@ -248,17 +441,22 @@ async fn handle(
             return Ok(());
         }
     };
-    let Some(module) = shared.config.modules.get(&stats.tube) else {
-        // Not reachable while every watched tube has a module; kept so that a
-        // routing mistake buries (keeps) the job rather than losing it.
-        conn.client.bury(job.id, stats.pri).await?;
-        tracing::error!(job = job.id, tube = %stats.tube, outcome = "buried", "no module serves this tube");
-        return Ok(());
+    let module = ctx
+        .tenant
+        .routes
+        .iter()
+        .find(|r| r.tube == stats.tube)
+        .and_then(|r| ctx.registry.get(&r.module));
+    let Some(module) = module else {
+        // The module was removed after the reserve: leave the job untouched.
+        // Closing the connection puts it back without counting an attempt.
+        tracing::warn!(job = job.id, tube = %stats.tube, "module gone; leaving the job queued");
+        return Err(beanbox_queue::Error::Closed);
     };
     let ttr = Duration::from_secs(u64::from(stats.ttr.max(1)));
-    let mut limits = shared.config.limits;
+    let mut limits = ctx.tenant.limits;
     limits.timeout = limits.timeout.min(ttr);
-    let ctx = CallContext {
+    let call_ctx = CallContext {
         limits,
         job: JobInfo {
             id: job.id,
@@ -266,7 +464,8 @@ async fn handle(
             task: envelope.task.clone(),
             attempt,
         },
-        services: shared.services.clone(),
+        services: ctx.services.clone(),
+        grants: ctx.grants.clone(),
     };
 
     // Touch the job before its TTR runs out, so beanstalkd never hands a
@@ -274,7 +473,7 @@ async fn handle(
     let touch_every = ttr.saturating_sub(Duration::from_secs(1)).max(ttr / 2);
     let mut touch =
         tokio::time::interval_at(tokio::time::Instant::now() + touch_every, touch_every);
-    let call = module.call(&envelope.task, &envelope.kwargs, &ctx);
+    let call = module.call(&envelope.task, &envelope.kwargs, &call_ctx);
     tokio::pin!(call);
     let outcome = loop {
         tokio::select! {
@@ -299,8 +498,8 @@ async fn handle(
             conn.client.delete(job.id).await?;
             Verdict::Deleted
         }
-        Err(e) if e.is_retryable() && attempt < shared.config.max_attempts => {
-            let delay = backoff_delay(&shared.config, attempt);
+        Err(e) if e.is_retryable() && attempt < ctx.tenant.max_attempts => {
+            let delay = backoff_delay(&ctx.tenant, attempt);
             conn.client.release(job.id, stats.pri, delay).await?;
             Verdict::Released { delay }
         }
@@ -327,12 +526,12 @@ async fn handle(
     Ok(())
 }
 
-fn backoff_delay(config: &WorkerConfig, attempt: u32) -> u32 {
+fn backoff_delay(tenant: &Tenant, attempt: u32) -> u32 {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-    let delay = config
+    let delay = tenant
         .backoff
         .saturating_mul(factor)
-        .min(config.backoff_max);
+        .min(tenant.backoff_max);
     u32::try_from(delay.as_secs()).unwrap_or(u32::MAX)
 }
 
@@ -348,7 +547,8 @@ fn log_finished(
         stats.id,
         stats.tube.as_str(),
         outcome.fuel_used,
-        elapsed.as_secs_f64() * 1e3,
+        // Whole microseconds: prints as 0.706, not 0.7059460000000001.
+        (elapsed.as_secs_f64() * 1e6).round() / 1e3,
     );
     let reason = outcome.result.as_ref().err().map(CallError::to_string);
     match verdict {
@@ -390,12 +590,16 @@ fn log_finished(
     }
 }
 
-/// Log lines and follow-up puts of the worker's tasks.
-struct WorkerServices {
+/// The one connection all follow-up puts share, opened on first use.
+struct SharedPuts {
     addr: String,
-    policy: PutPolicy,
-    /// One connection shared by all slots' follow-up puts, opened on first use.
     producer: Arc<Mutex<Option<Producer>>>,
+}
+
+/// Log lines and follow-up puts of one tenant's tasks.
+struct WorkerServices {
+    shared: Arc<SharedPuts>,
+    put_tubes: PutTubes,
 }
 
 impl Services for WorkerServices {
@@ -404,8 +608,8 @@ impl Services for WorkerServices {
     }
 
     fn put(&self, _job: &JobInfo, request: PutRequest) -> PutFuture {
-        let allowed = self.policy.allows(&request.tube);
-        let (addr, producer) = (self.addr.clone(), self.producer.clone());
+        let allowed = self.put_tubes.allows(&request.tube);
+        let (addr, producer) = (self.shared.addr.clone(), self.shared.producer.clone());
         Box::pin(async move {
             if !allowed {
                 return Err(PutError::Denied(format!(

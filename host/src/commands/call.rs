@@ -44,7 +44,10 @@ pub struct CallArgs {
 ///
 /// Runner errors only; a failed task is an exit code.
 pub fn execute(args: CallArgs) -> anyhow::Result<ExitCode> {
-    let limits = args.limits.limits()?;
+    let limits = match args.limits.limits() {
+        Ok(l) => l,
+        Err(e) => return Ok(bad_input(&e.to_string())),
+    };
     let kwargs = match serde_json::from_str::<serde_json::Value>(&args.kwargs) {
         Ok(serde_json::Value::Object(map)) => map,
         Ok(other) => {
@@ -62,8 +65,13 @@ pub fn execute(args: CallArgs) -> anyhow::Result<ExitCode> {
     let ctx = CallContext::standalone(&args.task, limits);
     let outcome = super::runtime()?.block_on(module.call(&args.task, &kwargs, &ctx));
     let mut err = std::io::stderr().lock();
-    err.write_all(&outcome.stdout).ok();
-    err.write_all(&outcome.stderr).ok();
+    for output in [&outcome.stdout, &outcome.stderr] {
+        err.write_all(output).ok();
+        // Keep our own last line (the error) on a line of its own.
+        if output.last().is_some_and(|&b| b != b'\n') {
+            err.write_all(b"\n").ok();
+        }
+    }
     drop(err);
     match outcome.result {
         Ok(value) => {

@@ -3,33 +3,47 @@
 //! running jobs finish within the grace period, a second one (or the end of
 //! the grace period) hands unfinished jobs back to beanstalkd at once.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::LimitArgs;
-use crate::sandbox::{Module, Sandbox};
-use crate::worker::{self, Phase, PutPolicy, WorkerConfig};
+use crate::config::{Defaults, PutTubes};
+use crate::registry::Registry;
+use crate::sandbox::{CodeCache, Sandbox};
+use crate::worker::{self, Phase, Tenants, WorkerConfig};
 
 /// Arguments of the worker (the root command).
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// A tube to serve, from the module `<modules>/<tube>.wasm`; repeat for
-    /// more. Without it, every module in the directory is served.
-    #[arg(long = "tube", value_name = "TUBE")]
+    /// more. A missing module is waited for. Without it (and without
+    /// --config), every module in the directory is served, new ones too.
+    #[arg(long = "tube", value_name = "TUBE", conflicts_with = "config")]
     pub tubes: Vec<String>,
-    /// Directory holding the task modules.
+    /// Directory holding the task modules; new and changed files are
+    /// deployed live (copy to a temporary name, then rename into place).
     #[arg(long, value_name = "DIR", default_value = "modules")]
     pub modules: PathBuf,
+    /// Tenants file (TOML): modules, tubes, limits, shares and grants per
+    /// tenant. Reloaded on SIGHUP. See examples/tenants.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where compiled modules are cached [default: <modules>/.cache].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not cache compiled modules on disk.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
     /// beanstalkd address.
     #[arg(long, value_name = "HOST:PORT", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
     pub beanstalkd: String,
-    /// Jobs run at once (one beanstalkd connection each).
+    /// Jobs each tenant runs at once (one beanstalkd connection each),
+    /// unless its config says otherwise.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Attempts before a failing job (guest error, trap, timeout) is buried.
@@ -45,9 +59,13 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub grace: f64,
     /// A tube tasks may put follow-up jobs on; repeat for more, `*` for any.
-    /// Default: the tubes this worker serves.
-    #[arg(long = "put-tube", value_name = "TUBE")]
+    /// Default: a module's own tube. (With --config: per tenant.)
+    #[arg(long = "put-tube", value_name = "TUBE", conflicts_with = "config")]
     pub put_tubes: Vec<String>,
+    /// Seconds between rescans of the modules directory (inotify does the
+    /// rest).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub rescan: f64,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -56,7 +74,14 @@ pub(super) const AFTER_HELP: &str = "\
 Examples:
   runner --tube hello                      # serve ./modules/hello.wasm on tube `hello`
   runner --modules /srv/tasks --concurrency 8 --beanstalkd 10.0.0.5:11300
+  runner --config tenants.toml             # tenants: tubes, limits, shares, grants
   BEANSTALKD_ADDR=127.0.0.1:11301 runner --tube resize --timeout 10
+
+Hot deploy: copy a new version next to the old one and rename it into place
+(`cp new.wasm modules/.hello.tmp && mv modules/.hello.tmp modules/hello.wasm`):
+the next job runs it; running jobs finish on the old one; a file that fails
+to load leaves the old version serving. Removing a module stops its tubes;
+their jobs stay queued until it returns. SIGHUP reloads --config.
 
 Failure policy: success deletes the job (and replies to `reply_to`); a guest
 error, trap or timeout is released with backoff until --max-attempts, then
@@ -67,94 +92,80 @@ is buried at once. A job is never deleted unless it succeeded.";
 ///
 /// # Errors
 ///
-/// Bad flags, a missing module, or a module that does not load.
+/// Bad flags, an unreadable modules directory or cache, a bad config file.
 pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.limits()?;
     let grace = Duration::try_from_secs_f64(args.grace)
         .map_err(|_| anyhow::anyhow!("--grace must be a non-negative number of seconds"))?;
-    let sandbox = Sandbox::new()?;
-    let modules = load_modules(&sandbox, &args.modules, &args.tubes)?;
-    let put_policy = if args.put_tubes.iter().any(|t| t == "*") {
-        PutPolicy::Any
-    } else if args.put_tubes.is_empty() {
-        PutPolicy::Only(modules.keys().cloned().collect())
-    } else {
-        PutPolicy::Only(args.put_tubes.clone())
-    };
-    let config = WorkerConfig {
-        addr: args.beanstalkd,
-        modules,
-        concurrency: usize::from(args.concurrency),
+    let rescan = Duration::try_from_secs_f64(args.rescan)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("--rescan must be a positive number of seconds"))?;
+    for tube in &args.tubes {
+        beanbox_queue::beanstalk::proto::validate_tube(tube)
+            .map_err(|e| anyhow::anyhow!("`{tube}` cannot be a tube: {e}"))?;
+    }
+    let defaults = Defaults {
         limits,
+        concurrency: usize::from(args.concurrency),
         max_attempts: args.max_attempts,
         backoff: Duration::from_secs(args.backoff),
         backoff_max: Duration::from_secs(args.backoff_max),
-        put_policy,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let tenants = match &args.config {
+        Some(path) => Tenants::File { path: path.clone(), defaults },
+        None => Tenants::Implicit {
+            tubes: (!args.tubes.is_empty()).then(|| args.tubes.clone()),
+            defaults,
+            put_tubes: if args.put_tubes.iter().any(|t| t == "*") {
+                Some(PutTubes::Any)
+            } else if args.put_tubes.is_empty() {
+                None
+            } else {
+                Some(PutTubes::Only(args.put_tubes.clone()))
+            },
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let sandbox = Sandbox::new()?;
+        let cache = if args.no_cache {
+            None
+        } else {
+            let dir = args.cache_dir.clone().unwrap_or_else(|| args.modules.join(".cache"));
+            Some(CodeCache::new(&dir).with_context(|| format!("cannot use the code cache {}", dir.display()))?)
+        };
+        let registry = Registry::open(&args.modules, sandbox, cache)?;
+        // A bad config is refused at start, naming file, line and key.
+        tenants.resolve(&registry)?;
+        registry.spawn_watcher(rescan);
         let (tx, rx) = watch::channel(Phase::Running);
-        tokio::spawn(watch_signals(tx, grace));
-        worker::run(config, rx).await
+        let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+        tokio::spawn(watch_signals(tx, reload_tx, grace));
+        let config = WorkerConfig { addr: args.beanstalkd, registry, tenants };
+        worker::run(config, rx, reload_rx).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads `<dir>/<tube>.wasm` for each tube, or every module in `dir`.
-fn load_modules(
-    sandbox: &Sandbox,
-    dir: &Path,
-    tubes: &[String],
-) -> anyhow::Result<HashMap<String, Module>> {
-    let tubes: Vec<String> = if tubes.is_empty() {
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the modules directory {}", dir.display()))?;
-        let mut found = Vec::new();
-        for entry in entries {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "wasm")
-                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
-            {
-                found.push(stem.to_string());
-            }
-        }
-        if found.is_empty() {
-            bail!("no modules (*.wasm) in {}: nothing to serve", dir.display());
-        }
-        found
-    } else {
-        tubes.to_vec()
-    };
-    let mut modules = HashMap::new();
-    for tube in tubes {
-        beanbox_queue::beanstalk::proto::validate_tube(&tube)
-            .map_err(|e| anyhow::anyhow!("`{tube}` cannot be a tube: {e}"))?;
-        let path = dir.join(format!("{tube}.wasm"));
-        if !path.is_file() {
-            bail!("no module for tube `{tube}`: expected {}", path.display());
-        }
-        let module = sandbox.load_file(&path)?;
-        tracing::info!(tube = %tube, module = %path.display(), tasks = module.tasks().len(), "module loaded");
-        modules.insert(tube, module);
-    }
-    Ok(modules)
-}
-
-/// First SIGTERM/SIGINT: drain; after `grace`, or on a second signal: abort.
-async fn watch_signals(tx: watch::Sender<Phase>, grace: Duration) {
+/// SIGHUP: reload. First SIGTERM/SIGINT: drain; after `grace`, or on a
+/// second one: abort.
+async fn watch_signals(tx: watch::Sender<Phase>, reload: mpsc::UnboundedSender<()>, grace: Duration) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop the worker with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => { let _ = reload.send(()); }
+        }
     }
     tracing::info!(grace = ?grace, "stopping: no new jobs; running jobs may finish");
     tx.send_replace(Phase::Draining);

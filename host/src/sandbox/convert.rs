@@ -414,7 +414,13 @@ pub fn to_json(val: &Val) -> Value {
         Val::S64(i) => (*i).into(),
         Val::U64(i) => (*i).into(),
         // NaN and infinities have no JSON form: they become null.
-        Val::Float32(f) => Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
+        // Through the f32's shortest decimal form: 0.1f32 is 0.1, not 0.10000000149011612.
+        Val::Float32(f) => f
+            .to_string()
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map_or(Value::Null, Value::Number),
         Val::Float64(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
         Val::Char(c) => Value::String(c.to_string()),
         Val::String(s) => Value::String(s.clone()),

@@ -2,6 +2,7 @@
 //! export per job in a fresh store under fuel, memory, wall-clock and output
 //! limits, with WASI granting nothing. It knows nothing of beanstalkd.
 
+mod cache;
 mod convert;
 mod error;
 pub mod host;
@@ -20,8 +21,9 @@ use wasmtime::component::{
 };
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+pub use cache::{CacheKey, CacheOutcome, CodeCache};
 pub use convert::{ArgError, ArgErrorKind, same_name};
 pub use error::{CallError, FailureClass, LoadError};
 pub use host::{
@@ -112,11 +114,16 @@ impl Sandbox {
     ///
     /// As [`Sandbox::load_file`].
     pub fn load(&self, bytes: &[u8], name: &str) -> Result<Module, LoadError> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
-            module: name.to_string(),
-            message: format!("{e:#}"),
-        })?;
+        let component = self.compile(bytes, name)?;
         self.prepare(component, name)
+    }
+
+    /// Compiles a component from its bytes; `name` is used in messages.
+    fn compile(&self, bytes: &[u8], name: &str) -> Result<Component, LoadError> {
+        Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            module: name.to_string(),
+            message: one_line(&format!("{e:#}")),
+        })
     }
 
     /// Lists the tasks of a compiled component and pre-links it.
@@ -127,7 +134,7 @@ impl Sandbox {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link {
                 module: name.to_string(),
-                message: format!("{e:#}"),
+                message: one_line(&format!("{e:#}")),
             })?;
         Ok(Module {
             inner: Arc::new(ModuleInner {
@@ -238,6 +245,26 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+/// WASI capabilities beyond the bare sandbox. The default grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Preopened directories.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables, sorted by name.
+    pub env: Vec<(String, String)>,
+}
+
+/// A host directory preopened in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// Absolute path on the host.
+    pub host: std::path::PathBuf,
+    /// Absolute path the guest sees it at.
+    pub guest: String,
+    /// Read-write (`rw`) rather than read-only (`ro`).
+    pub writable: bool,
+}
+
 /// Everything a call needs besides the module, task and kwargs.
 #[derive(Clone, Debug)]
 pub struct CallContext {
@@ -247,6 +274,8 @@ pub struct CallContext {
     pub job: JobInfo,
     /// Where log lines and follow-up puts go.
     pub services: SharedServices,
+    /// What WASI grants beyond nothing.
+    pub grants: Arc<Grants>,
 }
 
 impl CallContext {
@@ -261,6 +290,7 @@ impl CallContext {
                 attempt: 1,
             },
             services: Arc::new(Standalone),
+            grants: Arc::new(Grants::default()),
         }
     }
 }
@@ -335,11 +365,21 @@ impl Module {
         let limits = ctx.limits;
         let stdout = MemoryOutputPipe::new(limits.output_bytes);
         let stderr = MemoryOutputPipe::new(limits.output_bytes);
-        // Nothing is inherited or preopened: no files, env, args or network.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        // Nothing is inherited: no files, env, args or network beyond the
+        // grants, which name each directory and variable.
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone()).envs(&ctx.grants.env);
+        let mut grant_error = None;
+        for dir in &ctx.grants.dirs {
+            let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
+                grant_error = Some(format!(
+                    "cannot open granted directory {}: {e:#}",
+                    dir.host.display()
+                ));
+            }
+        }
+        let wasi = wasi.build();
         let state = State {
             wasi,
             table: ResourceTable::new(),
@@ -350,13 +390,12 @@ impl Module {
         };
         let mut store = Store::new(self.inner.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let mut result = match store.set_fuel(limits.fuel) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(CallError::Trap {
-                task: task.name.clone(),
-                message: format!("{e:#}"),
-            }),
-        };
+        let mut result = match (store.set_fuel(limits.fuel), grant_error) {
+            (Ok(()), None) => Ok(()),
+            (Err(e), _) => Err(format!("{e:#}")),
+            (Ok(()), Some(message)) => Err(message),
+        }
+        .map_err(|message| CallError::Trap { task: task.name.clone(), message });
         let deadline = started + limits.timeout;
         store.epoch_deadline_callback(move |_| {
             // Yield each tick so a spinning guest never starves the async
@@ -524,6 +563,12 @@ fn guest_complaint(stderr: &[u8]) -> Option<String> {
         None => (*lines.last()?).to_string(),
     };
     Some(truncate(said, 300))
+}
+
+/// wasmtime's messages may span lines (wasmparser pretty-prints a bad magic
+/// number as a list); an error reaches the user as one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn truncate(mut text: String, max: usize) -> String {
