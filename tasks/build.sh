@@ -6,6 +6,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-cargo build --manifest-path "$here/Cargo.toml" --target wasm32-wasip2 --release "$@" >&2
+# --target-dir: a CARGO_TARGET_DIR in the environment must not send the
+# components somewhere other than the directory this script prints.
+cargo build --manifest-path "$here/Cargo.toml" --target-dir "$here/target" --target wasm32-wasip2 --release "$@" >&2
 
 echo "$here/target/wasm32-wasip2/release"
