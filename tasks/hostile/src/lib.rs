@@ -81,6 +81,12 @@ impl Guest for Hostile {
         written
     }
 
+    fn write_file(path: String, contents: String) -> Result<u64, String> {
+        std::fs::write(&path, contents.as_bytes())
+            .map(|()| contents.len() as u64)
+            .map_err(|e| e.to_string())
+    }
+
     fn read_file(path: String) -> Result<String, String> {
         std::fs::read_to_string(&path).map_err(|e| e.to_string())
     }
