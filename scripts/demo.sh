@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The beanbox demo: sets up, builds, starts a private beanstalkd unless one
 # listens on $BEANSTALKD_ADDR (default 127.0.0.1:11300), runs a worker on the
-# hello task, puts jobs and shows what happens to each.
+# hello task, puts jobs and shows what happens to each, deploys a new
+# version of the task while the worker runs, and stops the worker.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +47,13 @@ echo; echo "== a job whose kwargs do not fit is buried at once (retrying cannot 
 show put --tube hello task_one --kwargs '{"arg1":"a","arg2":2}' --wait
 echo; echo "== a task that fails is retried with backoff (1 s, 2 s), then buried"
 show put --tube hello fail --kwargs '{"message":"the printer is on fire"}' --wait --timeout 20
+
+echo; echo "== hot deploy: a new hello.wasm is renamed into place; the next job runs it"
+show put --tube hello version --wait
+LC_ALL=C sed 's/beanbox-version:0000/beanbox-version:0001/' "$demo/modules/hello.wasm" > "$demo/modules/.hello.tmp"
+mv "$demo/modules/.hello.tmp" "$demo/modules/hello.wasm"
+sleep 1
+show put --tube hello version --wait
 
 if [ -x target/seed-venv/bin/python ]; then
     echo; echo "== the seed framework's own Python producer puts a job; beanbox runs it"

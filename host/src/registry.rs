@@ -59,7 +59,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,9 +72,14 @@ impl Registry {
     /// # Errors
     ///
     /// When `dir` cannot be read.
-    pub fn open(dir: &Path, sandbox: Sandbox, cache: Option<CodeCache>) -> anyhow::Result<Registry> {
-        std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read the modules directory {}: {e}", dir.display()))?;
+    pub fn open(
+        dir: &Path,
+        sandbox: Sandbox,
+        cache: Option<CodeCache>,
+    ) -> anyhow::Result<Registry> {
+        std::fs::read_dir(dir).map_err(|e| {
+            anyhow::anyhow!("cannot read the modules directory {}: {e}", dir.display())
+        })?;
         let registry = Registry {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -119,8 +126,10 @@ impl Registry {
                     if path.extension().is_none_or(|e| e != "wasm") {
                         continue;
                     }
-                    let (Some(name), Ok(meta)) = (path.file_stem().and_then(|s| s.to_str()), std::fs::metadata(&path))
-                    else {
+                    let (Some(name), Ok(meta)) = (
+                        path.file_stem().and_then(|s| s.to_str()),
+                        std::fs::metadata(&path),
+                    ) else {
                         continue;
                     };
                     if meta.is_file() {
@@ -154,7 +163,11 @@ impl Registry {
                 continue;
             }
             let loaded = match &self.inner.cache {
-                Some(cache) => self.inner.sandbox.load_file_cached(&path, cache).map(|(m, _)| m),
+                Some(cache) => self
+                    .inner
+                    .sandbox
+                    .load_file_cached(&path, cache)
+                    .map(|(m, _)| m),
                 None => self.inner.sandbox.load_file(&path),
             };
             let mut state = self.inner.state.write().expect("registry lock poisoned");
@@ -170,14 +183,23 @@ impl Registry {
                 }
                 Err(e) => {
                     state.failed.insert(name.clone(), fp);
-                    let serving = if state.loaded.contains_key(&name) { "the previous version keeps serving" } else { "not serving" };
+                    let serving = if state.loaded.contains_key(&name) {
+                        "the previous version keeps serving"
+                    } else {
+                        "not serving"
+                    };
                     tracing::warn!(module = %name, path = %path.display(), error = %e, "module failed to load; {serving}");
                 }
             }
         }
         {
             let mut state = self.inner.state.write().expect("registry lock poisoned");
-            let gone: Vec<String> = state.loaded.keys().filter(|n| !on_disk.contains_key(*n)).cloned().collect();
+            let gone: Vec<String> = state
+                .loaded
+                .keys()
+                .filter(|n| !on_disk.contains_key(*n))
+                .cloned()
+                .collect();
             for name in gone {
                 state.loaded.remove(&name);
                 tracing::warn!(module = %name, "module removed: its tubes are no longer served; their jobs stay queued");
@@ -202,7 +224,10 @@ impl Registry {
             notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
                 let _ = tx.send(());
             })
-            .and_then(|mut w| w.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive).map(|()| w))
+            .and_then(|mut w| {
+                w.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive)
+                    .map(|()| w)
+            })
         };
         let watcher = match watcher {
             Ok(w) => Some(w),
@@ -228,7 +253,9 @@ impl Registry {
                     () = tokio::time::sleep(SETTLE), if retry_soon => {}
                 }
                 let r = registry.clone();
-                retry_soon = tokio::task::spawn_blocking(move || r.rescan(SETTLE)).await.unwrap_or(true);
+                retry_soon = tokio::task::spawn_blocking(move || r.rescan(SETTLE))
+                    .await
+                    .unwrap_or(true);
             }
         });
     }

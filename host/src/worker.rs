@@ -128,13 +128,12 @@ pub async fn run(
                 Err(e) => tracing::error!(error = %e, "config reload failed; keeping the old config"),
             },
             Ok(()) = modules_changed.changed() => {
-                if matches!(config.tenants, Tenants::Implicit { tubes: None, .. }) {
-                    if let Ok(new) = config.tenants.resolve(&registry)
-                        && new != tenants
-                    {
-                        tenants = new;
-                        apply(&config, &shared, &tenants, &mut groups, &mut retired);
-                    }
+                if matches!(config.tenants, Tenants::Implicit { tubes: None, .. })
+                    && let Ok(new) = config.tenants.resolve(&registry)
+                    && new != tenants
+                {
+                    tenants = new;
+                    apply(&config, &shared, &tenants, &mut groups, &mut retired);
                 }
             }
         }
@@ -164,7 +163,15 @@ pub async fn run(
         }
         tokio::select! {
             () = &mut waiting => break,
-            changed = phase.changed() => if changed.is_err() { break },
+            changed = phase.changed() => if changed.is_err() {
+                // The signal watcher is gone, right after its last word
+                // (Abort): still wait for the slots to hand their jobs back.
+                for group in &all {
+                    group.phase.send_replace(Phase::Abort);
+                }
+                (&mut waiting).await;
+                break;
+            },
         }
     }
     tracing::info!("worker stopped");
@@ -379,15 +386,15 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
             };
             let result = match reserved {
                 Ok(job) => handle(&ctx, &mut conn, job, &mut phase).await,
-                Err(e) if e.is_timeout() || e.is_deadline_soon() => Ok(()),
+                Err(e) if e.is_timeout() || e.is_deadline_soon() => Ok(Settled::Done),
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => {}
+                Ok(Settled::Done) => {}
+                // Dropping the connection hands the job back.
+                Ok(Settled::HandedBack) => continue 'connect,
                 Err(e) if e.is_connection_error() => {
-                    if *phase.borrow() == Phase::Running
-                        && !matches!(e, beanbox_queue::Error::Closed)
-                    {
+                    if *phase.borrow() == Phase::Running {
                         tracing::warn!(tenant, slot = n, error = %e, "lost beanstalkd connection; reconnecting");
                         lost = true;
                     }
@@ -410,6 +417,15 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
     }
 }
 
+/// What became of a reserved job.
+enum Settled {
+    /// Deleted, released or buried.
+    Done,
+    /// Left untouched, to be handed back by closing the connection (the
+    /// grace period is over, or its module is gone).
+    HandedBack,
+}
+
 /// Why a job ended the way it did, for the log line.
 enum Verdict {
     Deleted,
@@ -423,7 +439,7 @@ async fn handle(
     conn: &mut Conn,
     job: Job,
     phase: &mut watch::Receiver<Phase>,
-) -> beanbox_queue::Result<()> {
+) -> beanbox_queue::Result<Settled> {
     let started = Instant::now();
     let stats = conn.client.stats_job(job.id).await?;
     let attempt = u32::try_from(stats.releases)
@@ -438,7 +454,7 @@ async fn handle(
                 reason = %format!("bad envelope: {e}"),
                 "job failed"
             );
-            return Ok(());
+            return Ok(Settled::Done);
         }
     };
     let module = ctx
@@ -451,7 +467,7 @@ async fn handle(
         // The module was removed after the reserve: leave the job untouched.
         // Closing the connection puts it back without counting an attempt.
         tracing::warn!(job = job.id, tube = %stats.tube, "module gone; leaving the job queued");
-        return Err(beanbox_queue::Error::Closed);
+        return Ok(Settled::HandedBack);
     };
     let ttr = Duration::from_secs(u64::from(stats.ttr.max(1)));
     let mut limits = ctx.tenant.limits;
@@ -483,10 +499,10 @@ async fn handle(
         }
     };
     let Some(outcome) = outcome else {
-        // Closing the connection (the caller does, on this error) makes
+        // Closing the connection (the caller does, on `HandedBack`) makes
         // beanstalkd put the job back at once, without counting an attempt.
         tracing::warn!(job = job.id, tube = %stats.tube, task = %envelope.task, attempt, "grace period over: handing the unfinished job back");
-        return Err(beanbox_queue::Error::Closed);
+        return Ok(Settled::HandedBack);
     };
 
     let verdict = match &outcome.result {
@@ -523,7 +539,7 @@ async fn handle(
         &outcome,
         started.elapsed(),
     );
-    Ok(())
+    Ok(Settled::Done)
 }
 
 fn backoff_delay(tenant: &Tenant, attempt: u32) -> u32 {

@@ -113,7 +113,10 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         backoff_max: Duration::from_secs(args.backoff_max),
     };
     let tenants = match &args.config {
-        Some(path) => Tenants::File { path: path.clone(), defaults },
+        Some(path) => Tenants::File {
+            path: path.clone(),
+            defaults,
+        },
         None => Tenants::Implicit {
             tubes: (!args.tubes.is_empty()).then(|| args.tubes.clone()),
             defaults,
@@ -126,14 +129,22 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             },
         },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let sandbox = Sandbox::new()?;
         let cache = if args.no_cache {
             None
         } else {
-            let dir = args.cache_dir.clone().unwrap_or_else(|| args.modules.join(".cache"));
-            Some(CodeCache::new(&dir).with_context(|| format!("cannot use the code cache {}", dir.display()))?)
+            let dir = args
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| args.modules.join(".cache"));
+            Some(
+                CodeCache::new(&dir)
+                    .with_context(|| format!("cannot use the code cache {}", dir.display()))?,
+            )
         };
         let registry = Registry::open(&args.modules, sandbox, cache)?;
         // A bad config is refused at start, naming file, line and key.
@@ -142,7 +153,11 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let (tx, rx) = watch::channel(Phase::Running);
         let (reload_tx, reload_rx) = mpsc::unbounded_channel();
         tokio::spawn(watch_signals(tx, reload_tx, grace));
-        let config = WorkerConfig { addr: args.beanstalkd, registry, tenants };
+        let config = WorkerConfig {
+            addr: args.beanstalkd,
+            registry,
+            tenants,
+        };
         worker::run(config, rx, reload_rx).await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -150,7 +165,11 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 
 /// SIGHUP: reload. First SIGTERM/SIGINT: drain; after `grace`, or on a
 /// second one: abort.
-async fn watch_signals(tx: watch::Sender<Phase>, reload: mpsc::UnboundedSender<()>, grace: Duration) {
+async fn watch_signals(
+    tx: watch::Sender<Phase>,
+    reload: mpsc::UnboundedSender<()>,
+    grace: Duration,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),

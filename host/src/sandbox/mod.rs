@@ -368,10 +368,16 @@ impl Module {
         // Nothing is inherited: no files, env, args or network beyond the
         // grants, which name each directory and variable.
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone()).envs(&ctx.grants.env);
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&ctx.grants.env);
         let mut grant_error = None;
         for dir in &ctx.grants.dirs {
-            let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
             if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
                 grant_error = Some(format!(
                     "cannot open granted directory {}: {e:#}",
@@ -395,7 +401,10 @@ impl Module {
             (Err(e), _) => Err(format!("{e:#}")),
             (Ok(()), Some(message)) => Err(message),
         }
-        .map_err(|message| CallError::Trap { task: task.name.clone(), message });
+        .map_err(|message| CallError::Trap {
+            task: task.name.clone(),
+            message,
+        });
         let deadline = started + limits.timeout;
         store.epoch_deadline_callback(move |_| {
             // Yield each tick so a spinning guest never starves the async
