@@ -49,6 +49,7 @@ const DEADLINE_GRACE: Duration = Duration::from_millis(50);
 pub struct Sandbox {
     engine: Engine,
     linker: Arc<Linker<State>>,
+    options: SandboxOptions,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -57,23 +58,69 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
+/// How instances get their memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// The pooling allocator when its address-space reservation succeeds,
+    /// else on-demand.
+    Auto,
+    /// Pre-reserved slots, reused job after job: the cheapest per job.
+    Pooling,
+    /// mmap per instance.
+    OnDemand,
+}
+
+/// How the engine is built. The defaults are what the worker runs with;
+/// the others exist so the benchmark can measure what each one costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// How instances get their memory.
+    pub allocator: Allocator,
+    /// Count fuel (the CPU budget). Off, [`Limits::fuel`] is ignored.
+    pub fuel: bool,
+    /// Epoch interruption (the wall-clock deadline of a spinning guest).
+    /// Off, only a guest that yields or blocks in a host call can be
+    /// stopped at its deadline.
+    pub epochs: bool,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            allocator: Allocator::Auto,
+            fuel: true,
+            epochs: true,
+        }
+    }
+}
+
 impl Sandbox {
-    /// Creates the engine (fuel and epochs on) and a linker offering WASI p2
-    /// and `beanbox:task`, and starts the epoch ticker thread.
+    /// Creates the engine with the default options (fuel and epochs on,
+    /// pooling allocator if it can reserve its address space), a linker
+    /// offering WASI p2 and `beanbox:task`, and the epoch ticker thread.
     ///
     /// # Errors
     ///
     /// When wasmtime rejects the configuration.
     pub fn new() -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.consume_fuel(true);
-        config.epoch_interruption(true);
-        // Concurrent component-model execution is not used; off, it saves
-        // ~7 us of store set-up per job.
-        config.concurrency_support(false);
-        let engine = Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("failed to create the wasm engine")?;
+        Self::with_options(SandboxOptions::default())
+    }
+
+    /// Like [`Sandbox::new`], with the given options.
+    ///
+    /// # Errors
+    ///
+    /// When wasmtime rejects the configuration, or `Allocator::Pooling` was
+    /// asked for and its reservation fails (e.g. under `ulimit -v`).
+    pub fn with_options(options: SandboxOptions) -> anyhow::Result<Self> {
+        let engine = match options.allocator {
+            Allocator::OnDemand => engine(options, false)?,
+            Allocator::Pooling => engine(options, true)?,
+            Allocator::Auto => engine(options, true).or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; using on-demand allocation");
+                engine(options, false)
+            })?,
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
@@ -81,11 +128,19 @@ impl Sandbox {
         host::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("failed to link beanbox:task")?;
-        spawn_epoch_ticker(&engine);
+        if options.epochs {
+            spawn_epoch_ticker(&engine);
+        }
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            options,
         })
+    }
+
+    /// The options this sandbox was built with.
+    pub fn options(&self) -> SandboxOptions {
+        self.options
     }
 
     /// The engine modules are compiled for.
@@ -138,12 +193,32 @@ impl Sandbox {
             })?;
         Ok(Module {
             inner: Arc::new(ModuleInner {
+                options: self.options,
                 name: name.to_string(),
                 pre,
                 tasks,
             }),
         })
     }
+}
+
+/// Builds an engine; `pooling` picks the pooling allocator.
+fn engine(options: SandboxOptions, pooling: bool) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.consume_fuel(options.fuel);
+    config.epoch_interruption(options.epochs);
+    // Concurrent component-model execution is not used; off, it saves
+    // ~7 us of store set-up per job.
+    config.concurrency_support(false);
+    if pooling {
+        // wasmtime's default pool: 1000 instances, memories and tables, each
+        // memory slot a 4 GiB reservation. Virtual address space only, but
+        // a `ulimit -v` refuses it, and then Auto falls back to on-demand.
+        config.allocation_strategy(wasmtime::PoolingAllocationConfig::default());
+    }
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("failed to create the wasm engine (pooling: {pooling})"))
 }
 
 /// Ticks the engine's epoch until the engine is dropped.
@@ -216,6 +291,7 @@ pub struct Module {
 }
 
 struct ModuleInner {
+    options: SandboxOptions,
     name: String,
     pre: InstancePre<State>,
     tasks: Vec<Task>,
@@ -396,7 +472,13 @@ impl Module {
         };
         let mut store = Store::new(self.inner.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let mut result = match (store.set_fuel(limits.fuel), grant_error) {
+        let options = self.inner.options;
+        let fueled = if options.fuel {
+            store.set_fuel(limits.fuel)
+        } else {
+            Ok(())
+        };
+        let mut result = match (fueled, grant_error) {
             (Ok(()), None) => Ok(()),
             (Err(e), _) => Err(format!("{e:#}")),
             (Ok(()), Some(message)) => Err(message),
@@ -405,17 +487,19 @@ impl Module {
             task: task.name.clone(),
             message,
         });
-        let deadline = started + limits.timeout;
-        store.epoch_deadline_callback(move |_| {
-            // Yield each tick so a spinning guest never starves the async
-            // runtime; stop it once the deadline has passed.
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        store.set_epoch_deadline(1);
+        if options.epochs {
+            let deadline = started + limits.timeout;
+            store.epoch_deadline_callback(move |_| {
+                // Yield each tick so a spinning guest never starves the async
+                // runtime; stop it once the deadline has passed.
+                Ok(if Instant::now() >= deadline {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Yield(1)
+                })
+            });
+            store.set_epoch_deadline(1);
+        }
 
         let mut value = Value::Null;
         if result.is_ok() {
