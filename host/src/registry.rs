@@ -94,6 +94,11 @@ impl Registry {
         Ok(registry)
     }
 
+    /// The directory the modules come from.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
     /// The current version of module `name`, if it is loaded.
     pub fn get(&self, name: &str) -> Option<Module> {
         let state = self.inner.state.read().expect("registry lock poisoned");

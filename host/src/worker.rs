@@ -343,13 +343,23 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
         if tubes.is_empty() {
             // Nothing to serve until a module arrives.
             if n == 0 {
-                let missing: Vec<&str> = ctx
+                let expected: Vec<String> = ctx
                     .tenant
                     .routes
                     .iter()
-                    .map(|r| r.module.as_str())
+                    .map(|r| {
+                        ctx.registry
+                            .dir()
+                            .join(format!("{}.wasm", r.module))
+                            .display()
+                            .to_string()
+                    })
                     .collect();
-                tracing::warn!(tenant, modules = %missing.join(","), "waiting for modules: none of this tenant's modules is loaded");
+                tracing::warn!(
+                    tenant,
+                    expected = %expected.join(", "),
+                    "waiting for modules: none of this tenant's modules is loaded"
+                );
             }
             tokio::select! {
                 _ = modules_changed.changed() => {}

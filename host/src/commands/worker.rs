@@ -132,6 +132,12 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if !args.modules.is_dir() {
+        anyhow::bail!(
+            "the modules directory {} does not exist (or is not a directory)",
+            args.modules.display()
+        );
+    }
     runtime.block_on(async move {
         let sandbox = Sandbox::new()?;
         let cache = if args.no_cache {

@@ -217,7 +217,9 @@ pub fn to_val(value: &Value, ty: &Type, path: &str) -> Result<Val, ArgError> {
         Type::S64 => int!(S64, i64),
         Type::U64 => int!(U64, u64),
         Type::Float32 => match value.as_f64() {
-            Some(f) if f.is_finite() && f.abs() > f64::from(f32::MAX) => Err(err("out of range")),
+            // Out of range is what rounds to infinity: 3.4028235e38, the
+            // shortest form of f32::MAX, is a hair above it and still fits.
+            Some(f) if (f as f32).is_infinite() => Err(err("out of range")),
             Some(f) => Ok(Val::Float32(f as f32)),
             None => Err(err("")),
         },

@@ -1,0 +1,326 @@
+//! The `runner` binary as a user runs it: `call` prints the result as JSON
+//! and exits 0, or prints one line on stderr and exits 2 (bad input), 3 (task
+//! failed) or 4 (limit hit); `inspect` lists tasks as WIT or JSON Schema.
+
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use crate::support::{runner, wasm};
+
+/// Runs `runner call MODULE TASK --kwargs KWARGS [extra...]`.
+fn call(module: &str, task: &str, kwargs: &str, extra: &[&str]) -> Output {
+    runner()
+        .arg("call")
+        .arg(wasm(module))
+        .args([task, "--kwargs", kwargs])
+        .args(extra)
+        .output()
+        .expect("failed to run runner")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// The one `error:` line on stderr, which comes last (after anything the
+/// guest itself wrote, which is copied to stderr).
+fn error_line(output: &Output) -> String {
+    let text = stderr(output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected one error line on stderr, got: {text}"
+    );
+    assert_eq!(text.lines().last(), Some(errors[0]), "{text}");
+    errors[0].to_string()
+}
+
+/// Stderr when it must be nothing but one `error:` line.
+fn only_line(output: &Output) -> String {
+    let text = stderr(output);
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "expected one line on stderr, got: {text}"
+    );
+    error_line(output)
+}
+
+#[test]
+fn call_prints_the_json_result() {
+    let output = call(
+        "hello",
+        "task_one",
+        r#"{"arg1":"a","arg2":"b","arg3":"c"}"#,
+        &[],
+    );
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "\"abc\"\n");
+}
+
+#[test]
+fn call_of_unknown_task_is_bad_input() {
+    let output = call("hello", "task_two", "{}", &[]);
+    assert_exit(&output, 2);
+    let line = only_line(&output);
+    assert!(line.contains("`task_two`"), "{line}");
+    assert!(line.contains("task-one"), "{line}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn call_with_kwargs_that_do_not_fit_is_bad_input() {
+    let output = call(
+        "hello",
+        "task-one",
+        r#"{"arg1":"a","arg2":"b","arg3":3}"#,
+        &[],
+    );
+    assert_exit(&output, 2);
+    let line = only_line(&output);
+    assert!(line.contains("`arg3`"), "{line}");
+    assert!(line.contains("string"), "{line}");
+}
+
+#[test]
+fn call_with_missing_kwarg_is_bad_input() {
+    let output = call("hello", "task-one", r#"{"arg1":"a","arg2":"b"}"#, &[]);
+    assert_exit(&output, 2);
+    assert!(only_line(&output).contains("`arg3` is missing"));
+}
+
+#[test]
+fn call_with_invalid_json_is_bad_input() {
+    let output = call("hello", "task-one", r#"{"arg1": "#, &[]);
+    assert_exit(&output, 2);
+    assert!(only_line(&output).contains("not valid JSON"));
+}
+
+#[test]
+fn call_with_non_object_kwargs_is_bad_input() {
+    let output = call("hello", "task-one", r#"["a","b","c"]"#, &[]);
+    assert_exit(&output, 2);
+    assert!(only_line(&output).contains("JSON object"));
+}
+
+#[test]
+fn call_of_missing_module_file_is_bad_input() {
+    let missing = wasm("hello").with_file_name("no-such-module.wasm");
+    let output = runner()
+        .arg("call")
+        .arg(&missing)
+        .arg("task-one")
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 2);
+    assert!(only_line(&output).contains("no-such-module.wasm"));
+}
+
+#[test]
+fn call_of_a_file_that_is_not_wasm_is_bad_input() {
+    let not_wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let output = runner()
+        .args(["call", not_wasm, "task-one"])
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 2);
+    assert!(only_line(&output).contains("not a valid component"));
+}
+
+#[test]
+fn call_of_a_failing_task_exits_3_with_its_message() {
+    let output = call("hello", "fail", r#"{"message":"disk on fire"}"#, &[]);
+    assert_exit(&output, 3);
+    assert!(only_line(&output).contains("disk on fire"));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn call_of_a_panicking_task_exits_3_with_the_panic_message() {
+    let output = call("hostile", "panic", r#"{"message":"out of cheese"}"#, &[]);
+    assert_exit(&output, 3);
+    let error = stderr(&output)
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(error.contains("out of cheese"), "{}", stderr(&output));
+}
+
+#[test]
+fn call_out_of_fuel_exits_4() {
+    let output = call("hostile", "spin", "{}", &["--fuel", "1000000"]);
+    assert_exit(&output, 4);
+    assert!(error_line(&output).contains("fuel"));
+}
+
+#[test]
+fn call_past_its_timeout_exits_4() {
+    let started = std::time::Instant::now();
+    let output = call(
+        "hostile",
+        "sleep-ms",
+        r#"{"ms":60000}"#,
+        &["--timeout", "0.5"],
+    );
+    assert_exit(&output, 4);
+    assert!(error_line(&output).contains("time limit"));
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn call_over_its_memory_limit_exits_4() {
+    let output = call(
+        "hostile",
+        "allocate-mb",
+        r#"{"mb":40}"#,
+        &["--memory-mb", "16"],
+    );
+    assert_exit(&output, 4);
+    assert!(error_line(&output).contains("memory limit of 16 MiB"));
+}
+
+#[test]
+fn call_over_its_output_limit_exits_4() {
+    let output = call(
+        "hostile",
+        "print",
+        r#"{"bytes":100000}"#,
+        &["--output-bytes", "65536"],
+    );
+    assert_exit(&output, 4);
+    assert!(
+        stderr(&output).contains("more than 65536 bytes to stdout"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn call_help_lists_the_exit_codes() {
+    let output = runner()
+        .args(["call", "--help"])
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 0);
+    let help = stdout(&output);
+    assert!(help.contains("Exit codes:"), "{help}");
+    for line in [
+        "0  success",
+        "2  bad input",
+        "3  task failed",
+        "4  limit hit",
+    ] {
+        assert!(help.contains(line), "{help} lacks {line}");
+    }
+}
+
+#[test]
+fn inspect_lists_tasks_with_their_wit_signatures() {
+    let output = runner()
+        .arg("inspect")
+        .arg(wasm("hello"))
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.lines()
+            .any(|l| l.trim()
+                == "task-one: func(arg1: string, arg2: string, arg3: string) -> string"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim() == "fail: func(message: string) -> result<string, string>"),
+        "{text}"
+    );
+}
+
+#[test]
+fn inspect_json_gives_a_schema_per_task() {
+    let output = runner()
+        .arg("inspect")
+        .arg(wasm("showcase"))
+        .arg("--json")
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 0);
+    let doc: Value = serde_json::from_slice(&output.stdout).expect("inspect --json prints JSON");
+    let tasks = &doc["tasks"];
+    let kwargs = &tasks["echo-point"]["kwargs"];
+    assert_eq!(kwargs["type"], "object", "{kwargs}");
+    assert_eq!(kwargs["required"], json!(["p"]), "{kwargs}");
+    let p = &kwargs["properties"]["p"];
+    assert_eq!(p["type"], "object", "{p}");
+    assert_eq!(p["required"], json!(["x", "y"]), "{p}");
+    assert_eq!(p["properties"]["x"]["type"], "integer", "{p}");
+
+    let add = &tasks["math.add"];
+    assert!(add.is_object(), "{doc}");
+    assert_eq!(add["signature"], "func(a: s64, b: s64) -> s64");
+    assert_eq!(add["kwargs"]["required"], json!(["a", "b"]));
+    // An option parameter is not required.
+    assert_eq!(
+        tasks["describe"]["kwargs"]["required"],
+        json!(["name", "age", "tags"])
+    );
+}
+
+#[test]
+fn inspect_of_a_file_that_is_not_wasm_is_bad_input() {
+    let not_wasm = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let output = runner()
+        .args(["inspect", not_wasm])
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 2);
+    assert!(only_line(&output).contains("not a valid component"));
+}
+
+#[test]
+fn call_shows_the_task_its_standalone_job() {
+    let output = call("hello", "describe-job", "{}", &[]);
+    assert_exit(&output, 0);
+    assert_eq!(
+        stdout(&output),
+        "\"id=0 tube= task=describe-job attempt=1\"\n"
+    );
+}
+
+#[test]
+fn call_cannot_put_follow_up_jobs() {
+    let output = call("hello", "follow-up", r#"{"tube":"next","word":"hi"}"#, &[]);
+    assert_exit(&output, 3);
+    let line = error_line(&output);
+    assert!(line.contains("unavailable"), "{line}");
+    assert!(line.contains("`next`"), "{line}");
+}
+
+#[test]
+fn call_waits_for_a_short_nap() {
+    let output = call("hello", "nap", r#"{"ms":20}"#, &[]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "20\n");
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests: real beanstalkd, real `runner`, real components.
+//!
+//! One test binary for the crate; each module below is one area.
+
+mod support;
+mod worker_support;
+
+mod cache;
+mod cli;
+mod conversion;
+mod denial;
+mod limits;
+mod put;
+mod worker;
