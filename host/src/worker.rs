@@ -386,21 +386,31 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
                 continue 'connect;
             }
         };
+        // The next job, when it came back with the previous one's delete.
+        let mut next: Option<beanbox_queue::Result<Job>> = None;
         loop {
-            // Dropping a pending reserve breaks the connection, which is then
-            // closed: beanstalkd hands back anything it reserved for us.
-            let reserved = tokio::select! {
-                biased;
-                _ = reached(&mut phase, Phase::Draining) => break 'connect,
-                r = conn.client.reserve_with_timeout(RESERVE_WAIT_SECS) => r,
+            let reserved = match next.take() {
+                // Stopping with a job in hand: closing the connection hands
+                // it back untouched.
+                Some(_) if *phase.borrow() != Phase::Running => break 'connect,
+                Some(reserved) => reserved,
+                // Dropping a pending reserve breaks the connection, which is
+                // then closed: beanstalkd hands back anything it reserved.
+                None => tokio::select! {
+                    biased;
+                    _ = reached(&mut phase, Phase::Draining) => break 'connect,
+                    r = conn.client.reserve_with_timeout(RESERVE_WAIT_SECS) => r,
+                },
             };
             let result = match reserved {
                 Ok(job) => handle(&ctx, &mut conn, job, &mut phase).await,
-                Err(e) if e.is_timeout() || e.is_deadline_soon() => Ok(Settled::Done),
+                Err(e) if e.is_timeout() || e.is_deadline_soon() => {
+                    Ok(Settled::Done { next: None })
+                }
                 Err(e) => Err(e),
             };
             match result {
-                Ok(Settled::Done) => {}
+                Ok(Settled::Done { next: pipelined }) => next = pipelined,
                 // Dropping the connection hands the job back.
                 Ok(Settled::HandedBack) => continue 'connect,
                 Err(e) if e.is_connection_error() => {
@@ -417,6 +427,7 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
                 }
             }
             // Modules came or went: watch exactly the tubes that have one.
+            // (A job reserved meanwhile goes back when the connection closes.)
             if modules_changed.has_changed().unwrap_or(false) {
                 modules_changed.mark_unchanged();
                 if ctx.active_tubes() != conn.watching {
@@ -429,8 +440,12 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
 
 /// What became of a reserved job.
 enum Settled {
-    /// Deleted, released or buried.
-    Done,
+    /// Deleted, released or buried; after a delete, the next job's reserve
+    /// may have gone in the same write (one round trip per job).
+    Done {
+        /// The reply to that reserve, when it was sent.
+        next: Option<beanbox_queue::Result<Job>>,
+    },
     /// Left untouched, to be handed back by closing the connection (the
     /// grace period is over, or its module is gone).
     HandedBack,
@@ -464,7 +479,7 @@ async fn handle(
                 reason = %format!("bad envelope: {e}"),
                 "job failed"
             );
-            return Ok(Settled::Done);
+            return Ok(Settled::Done { next: None });
         }
     };
     let module = ctx
@@ -515,13 +530,31 @@ async fn handle(
         return Ok(Settled::HandedBack);
     };
 
+    let mut next = None;
     let verdict = match &outcome.result {
         Ok(value) => {
             if let Some(reply_to) = &envelope.reply_to {
                 conn.put(reply_to, &reply_ok(job.id, &envelope.task, value))
                     .await?;
             }
-            conn.client.delete(job.id).await?;
+            if *phase.borrow() == Phase::Running {
+                let (deleted, reserved) = conn
+                    .client
+                    .delete_and_reserve_with_timeout(job.id, RESERVE_WAIT_SECS)
+                    .await;
+                match deleted {
+                    Ok(()) => {}
+                    Err(e) if e.is_connection_error() => return Err(e),
+                    // E.g. NOT_FOUND: its TTR ran out and another worker
+                    // has it. Keep the reserve's answer either way.
+                    Err(e) => {
+                        tracing::warn!(job = job.id, error = %e, "delete failed; the job may run again")
+                    }
+                }
+                next = Some(reserved);
+            } else {
+                conn.client.delete(job.id).await?;
+            }
             Verdict::Deleted
         }
         Err(e) if e.is_retryable() && attempt < ctx.tenant.max_attempts => {
@@ -549,7 +582,7 @@ async fn handle(
         &outcome,
         started.elapsed(),
     );
-    Ok(Settled::Done)
+    Ok(Settled::Done { next })
 }
 
 fn backoff_delay(tenant: &Tenant, attempt: u32) -> u32 {
