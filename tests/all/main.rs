@@ -2,6 +2,7 @@
 //!
 //! One test binary for the crate; each module below is one area.
 
+mod deploy_support;
 mod support;
 mod worker_support;
 
@@ -9,6 +10,8 @@ mod cache;
 mod cli;
 mod conversion;
 mod denial;
+mod deploy;
 mod limits;
 mod put;
+mod tenants;
 mod worker;

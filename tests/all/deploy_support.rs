@@ -1,0 +1,302 @@
+//! What the hot-deploy and tenant tests share: a modules directory the test
+//! changes under a running worker, a `runner` process started with any
+//! command line (its JSON log captured and searchable), patched versions of
+//! `hello.wasm`, and tube stats.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use beanbox_queue::{Client, JobState, ReplyBody, ReplyError, TubeStats};
+use serde_json::Value;
+
+use crate::support;
+use crate::worker_support::{POLL, Replies, TempDir, eventually, job_stats};
+
+/// The marker `hello`'s `version` export returns, with version `0000`.
+const VERSION_MARKER: &[u8] = b"beanbox-version:0000";
+
+/// A modules directory (`<name>.wasm` files, copied, not linked, so the
+/// test may replace them), removed on drop.
+#[derive(Debug)]
+pub struct Modules(TempDir);
+
+impl Modules {
+    /// A directory holding a copy of each task component in `components`,
+    /// under its own name.
+    pub fn with(components: &[&str]) -> Modules {
+        let modules = Modules(TempDir::new("modules"));
+        for component in components {
+            modules.copy(component, component);
+        }
+        modules
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// The directory as a `&str`, for command lines.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The file of module `name`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(format!("{name}.wasm"))
+    }
+
+    /// Copies task component `component` to `<name>.wasm` in place, as a
+    /// plain `cp` would (the file is written in several steps).
+    pub fn copy(&self, component: &str, name: &str) {
+        let to = self.file(name);
+        std::fs::copy(support::wasm(component), &to)
+            .unwrap_or_else(|e| panic!("cannot copy {component}.wasm to {}: {e}", to.display()));
+    }
+
+    /// Deploys `bytes` as module `name` the recommended way: written to a
+    /// temporary file in the same directory, then renamed into place.
+    pub fn deploy(&self, name: &str, bytes: &[u8]) {
+        let temp = self.path().join(format!(".{name}.wasm.tmp"));
+        std::fs::write(&temp, bytes)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", temp.display()));
+        let to = self.file(name);
+        std::fs::rename(&temp, &to).unwrap_or_else(|e| {
+            panic!("cannot rename {} to {}: {e}", temp.display(), to.display())
+        });
+    }
+
+    /// Removes module `name`.
+    pub fn remove(&self, name: &str) {
+        let file = self.file(name);
+        std::fs::remove_file(&file)
+            .unwrap_or_else(|e| panic!("cannot remove {}: {e}", file.display()));
+    }
+}
+
+/// The bytes of `hello.wasm` whose `version` export returns
+/// `beanbox-version:NNNN` with `version` as NNNN: a new valid component.
+pub fn hello_version(version: u16) -> Vec<u8> {
+    assert!(version <= 9999, "a version has four digits");
+    let mut bytes = std::fs::read(support::wasm("hello")).expect("cannot read hello.wasm");
+    let at: Vec<usize> = bytes
+        .windows(VERSION_MARKER.len())
+        .enumerate()
+        .filter(|(_, w)| *w == VERSION_MARKER)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        at.len(),
+        1,
+        "hello.wasm should hold its version marker exactly once; rebuild it with tasks/build.sh"
+    );
+    let digits = at[0] + VERSION_MARKER.len() - 4;
+    bytes[digits..digits + 4].copy_from_slice(format!("{version:04}").as_bytes());
+    bytes
+}
+
+/// What `hello`'s `version` export returns for `version`.
+pub fn version_marker(version: u16) -> String {
+    format!("beanbox-version:{version:04}")
+}
+
+/// A `runner` worker process started with the test's own arguments;
+/// SIGKILLed and reaped on drop. Its stderr (JSON log lines) goes to a file,
+/// printed when the test panics.
+#[derive(Debug)]
+pub struct Runner {
+    child: Child,
+    log: PathBuf,
+    /// Holds the log; removed after the process is gone.
+    _dir: TempDir,
+}
+
+impl Runner {
+    /// Starts `runner --beanstalkd addr --log-format json ARGS` with `env`
+    /// added to its environment.
+    pub fn start(addr: &str, args: &[&str], env: &[(&str, &str)]) -> Runner {
+        let dir = TempDir::new("runner-log");
+        let log = dir.path().join("worker.log");
+        let stderr = File::create(&log).expect("cannot create the worker log");
+        let mut command = support::runner();
+        command
+            .args(["--beanstalkd", addr, "--log-format", "json"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = command.spawn().expect("cannot start the runner");
+        Runner {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`"HUP"`, `"TERM"`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("failed to run `kill`");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait failed").is_none()
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The `fields` of the log's JSON events so far (`fields.message` is
+    /// the message), plus `level`; lines that are not JSON are skipped.
+    pub fn events(&self) -> Vec<Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .map(|mut event| {
+                let mut fields = event["fields"].take();
+                fields["level"] = event["level"].take();
+                fields
+            })
+            .collect()
+    }
+
+    /// The events whose message starts with `prefix`.
+    pub fn events_starting(&self, prefix: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .collect()
+    }
+
+    /// Waits up to `timeout` for an event whose message starts with
+    /// `prefix`; returns the first. Panics when the process exits first.
+    pub async fn wait_event(&mut self, prefix: &str, timeout: Duration) -> Value {
+        let what = format!("a log line starting with {prefix:?}");
+        eventually(timeout, &what, async || {
+            let found = self.events_starting(prefix).into_iter().next();
+            if found.is_none()
+                && let Some(status) = self.child.try_wait().expect("try_wait failed")
+            {
+                panic!("the worker exited with {status} while waiting for {what}");
+            }
+            found
+        })
+        .await
+    }
+
+    /// Waits for the log line that says the worker runs its slots.
+    pub async fn wait_started(&mut self) {
+        self.wait_event("worker started", Duration::from_secs(20))
+            .await;
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- worker {} log ---\n{}--- end of log ---",
+                self.pid(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// A tube's stats, or `None` when beanstalkd does not know the tube (no job
+/// and no connection ever touched it, or all have gone).
+pub async fn tube_stats(client: &mut Client, tube: &str) -> Option<TubeStats> {
+    match client.stats_tube(tube).await {
+        Ok(stats) => Some(stats),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => panic!("stats-tube {tube} failed: {e}"),
+    }
+}
+
+/// Waits until `n` connections watch `tube` (0: none does).
+pub async fn wait_watching(client: &mut Client, tube: &str, n: u64) {
+    let what = format!("{n} connections watching tube `{tube}`");
+    eventually(Duration::from_secs(20), &what, async || {
+        let watching = tube_stats(client, tube)
+            .await
+            .map_or(0, |s| s.current_watching);
+        (watching == n).then_some(())
+    })
+    .await;
+}
+
+/// Asserts that job `id` stays ready, never reserved, for `period`.
+pub async fn assert_stays_ready(client: &mut Client, id: u64, period: Duration) {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        let stats = job_stats(client, id)
+            .await
+            .unwrap_or_else(|| panic!("job {id} was deleted; it should have stayed ready"));
+        assert!(
+            stats.state == JobState::Ready && stats.reserves == 0,
+            "job {id} should stay ready and unreserved: {stats:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The next `n` replies, each within `timeout` of the one before, by job id;
+/// panics on a second reply for one job.
+pub async fn replies_by_job(
+    replies: &mut Replies,
+    n: usize,
+    timeout: Duration,
+) -> HashMap<u64, ReplyBody> {
+    let mut by_job = HashMap::new();
+    for _ in 0..n {
+        let reply = replies.next(timeout).await;
+        if let Some(old) = by_job.insert(reply.job, reply) {
+            panic!("two replies for job {}: {old:?}", old.job);
+        }
+    }
+    by_job
+}
+
+/// The `ok` value of a reply that must be a success.
+pub fn ok(reply: &ReplyBody) -> &Value {
+    match &reply.outcome {
+        Ok(value) => value,
+        Err(e) => panic!(
+            "job {} ({}) failed: {} ({})",
+            reply.job, reply.task, e.message, e.kind
+        ),
+    }
+}
+
+/// The error of a reply that must be a failure.
+pub fn err(reply: &ReplyBody) -> &ReplyError {
+    match &reply.outcome {
+        Ok(value) => panic!(
+            "job {} ({}) should have failed, returned {value}",
+            reply.job, reply.task
+        ),
+        Err(e) => e,
+    }
+}
