@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every task component (release, wasm32-wasip2) and prints the
-# directory that holds them: hello.wasm, showcase.wasm, hostile.wasm.
+# directory that holds them: hello.wasm, showcase.wasm, hostile.wasm,
+# compute.wasm.
 # Works from any directory; extra arguments go to cargo (e.g. --locked).
 set -euo pipefail
 

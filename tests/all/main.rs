@@ -8,6 +8,7 @@ mod worker_support;
 
 mod cache;
 mod cli;
+mod compute;
 mod conversion;
 mod denial;
 mod deploy;

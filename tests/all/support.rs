@@ -11,7 +11,7 @@ use beanbox::sandbox::{CallContext, CallError, FailureClass, Limits, Module, Out
 use serde_json::{Map, Value};
 
 /// The components every test run needs.
-const COMPONENTS: [&str; 3] = ["hello", "showcase", "hostile"];
+const COMPONENTS: [&str; 4] = ["hello", "showcase", "hostile", "compute"];
 
 /// The directory holding `hello.wasm`, `showcase.wasm` and `hostile.wasm`:
 /// `$BEANBOX_TASKS_DIR` if set, else what `tasks/build.sh` builds (run once

@@ -639,7 +639,11 @@ async fn listed_tube_without_a_module_waits_for_it() {
     )
     .await;
     let expected = worker.modules_dir().join("late.wasm").display().to_string();
-    assert_eq!(warning["fields"]["expected"], expected.as_str(), "{warning}");
+    assert_eq!(
+        warning["fields"]["expected"],
+        expected.as_str(),
+        "{warning}"
+    );
     assert!(worker.is_running(), "the worker gave up:\n{}", worker.log());
 
     let mut replies = Replies::watch(&addr, "late-replies").await;

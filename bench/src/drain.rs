@@ -1,0 +1,399 @@
+//! Section a: drain N jobs of the seed's `task_one` body with `runner` at
+//! concurrency 1, 2, 4 and 8, next to the raw std-only client (the ceiling)
+//! and the seed's Python worker. The method is `shared/peers/bench/bench.py`'s:
+//! a fresh tube a run, filled pipelined on one connection; workers are timed
+//! from the first `cmd-delete` a 5 ms `stats-tube` poll sees to the last, so
+//! start-up is not counted; raw-drain times itself.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::report::{Goal, Table, median, percent, ratio, thousands};
+use crate::server::{Children, fresh_tube, server_cpu};
+use crate::{Ctx, IDLE_PATIENCE, runner, system};
+
+/// Connections (runner slots, raw-drain threads) per cell.
+const CONNECTIONS: [u16; 4] = [1, 2, 4, 8];
+/// Seed worker processes per cell.
+const SEED_PROCS: [u16; 2] = [1, 2];
+/// How often a run that other processes disturbed is tried again.
+const RETRIES: usize = 2;
+
+/// One system under test in one configuration.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    /// `runner --concurrency N`.
+    Beanbox(u16),
+    /// raw-drain with N connections.
+    Raw(u16),
+    /// raw-drain, 1 connection, `delete` and the next reserve in one write.
+    RawPipe,
+    /// N seed worker processes at a Python log level.
+    Seed(u16, &'static str),
+}
+
+impl Scenario {
+    fn name(self) -> String {
+        match self {
+            Scenario::Beanbox(n) => format!("beanbox runner, concurrency {n}"),
+            Scenario::Raw(n) => format!("raw-drain, {n} conn"),
+            Scenario::RawPipe => "raw-drain, 1 conn, delete+next reserve in one write".into(),
+            Scenario::Seed(n, level) => format!("seed worker, {n} proc, LOG_LEVEL={level}"),
+        }
+    }
+}
+
+/// One run: the rate and CPU seconds over the timed window.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    rate: f64,
+    secs: f64,
+    server: f64,
+    client: f64,
+    machine: f64,
+}
+
+impl Sample {
+    /// Cores used by everything but beanstalkd and the client.
+    fn other(&self) -> f64 {
+        (self.machine - self.server - self.client).max(0.0) / self.secs
+    }
+}
+
+/// The median of a cell's runs.
+#[derive(Debug, Clone)]
+struct Cell {
+    rate: f64,
+    server: f64,
+    client: f64,
+    other: f64,
+    rates: Vec<f64>,
+    /// Some run stayed disturbed after its retries.
+    disturbed: bool,
+}
+
+/// Runs every cell and prints the tables.
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    scenarios.extend(CONNECTIONS.map(Scenario::Beanbox));
+    scenarios.extend(CONNECTIONS.map(Scenario::Raw));
+    scenarios.push(Scenario::RawPipe);
+    for level in ["INFO", "WARNING"] {
+        scenarios.extend(SEED_PROCS.map(|n| Scenario::Seed(n, level)));
+    }
+    let mut cells: Vec<(Scenario, Cell)> = Vec::new();
+    for scenario in scenarios {
+        cells.push((scenario, measure(ctx, scenario).await?));
+    }
+    let find = |pred: &dyn Fn(Scenario) -> bool| -> Option<f64> {
+        cells.iter().find(|(s, _)| pred(*s)).map(|(_, c)| c.rate)
+    };
+    let beanbox = |n: u16| find(&|s| matches!(s, Scenario::Beanbox(m) if m == n));
+    let raw = |n: u16| find(&|s| matches!(s, Scenario::Raw(m) if m == n));
+    let seed =
+        |n: u16, level: &str| find(&|s| matches!(s, Scenario::Seed(m, l) if m == n && l == level));
+    let raw_pipe = find(&|s| matches!(s, Scenario::RawPipe));
+    let rate = |r: Option<f64>| r.map_or_else(|| "–".to_string(), thousands);
+
+    let mut summary = Table::new(
+        format!(
+            "a. Drain {} jobs: jobs/s, median of {} ({})",
+            thousands(ctx.jobs as f64),
+            ctx.runs,
+            ctx.pin.describe()
+        ),
+        &[
+            "connections (seed: processes)",
+            "beanbox runner",
+            "raw-drain",
+            "beanbox / raw",
+            "seed, INFO (as shipped)",
+            "seed, WARNING",
+            "beanbox / seed INFO",
+            "beanbox / seed WARNING",
+        ],
+    );
+    for n in CONNECTIONS {
+        summary.row(vec![
+            n.to_string(),
+            rate(beanbox(n)),
+            rate(raw(n)),
+            ratio(beanbox(n), raw(n)),
+            rate(seed(n, "INFO")),
+            rate(seed(n, "WARNING")),
+            ratio(beanbox(n), seed(n, "INFO")),
+            ratio(beanbox(n), seed(n, "WARNING")),
+        ]);
+    }
+    summary.row(vec![
+        "1, raw pipelined (delete + next reserve in one write)".into(),
+        rate(beanbox(1)),
+        rate(raw_pipe),
+        ratio(beanbox(1), raw_pipe),
+        "–".into(),
+        "–".into(),
+        "–".into(),
+        "–".into(),
+    ]);
+    summary.note(format!(
+        "Body: the seed's `{}` with STRING kwargs (hello's `task_one` takes strings; raw-drain ignores the body, the seed's Python joins strings as well). \
+         `runner --log warn`; workers are timed from the first delete seen to the last; raw-drain times itself.",
+        body("TUBE")
+    ));
+    summary.print();
+
+    let mut detail = Table::new(
+        "a. Drain, every cell: CPU as a fraction of one core over the timed window",
+        &[
+            "scenario",
+            "jobs/s (median)",
+            "runs",
+            "beanstalkd CPU",
+            "client CPU",
+            "other CPU",
+        ],
+    );
+    for (scenario, cell) in &cells {
+        let runs: Vec<String> = cell.rates.iter().map(|r| thousands(*r)).collect();
+        detail.row(vec![
+            format!(
+                "{}{}",
+                scenario.name(),
+                if cell.disturbed { " (disturbed)" } else { "" }
+            ),
+            thousands(cell.rate),
+            runs.join(" / "),
+            percent(cell.server),
+            percent(cell.client),
+            percent(cell.other),
+        ]);
+    }
+    detail.note(format!(
+        "`other` is everything else on the machine (the bench's own poll, other users); a run with other > {:.2} core was redone up to {RETRIES} times.",
+        ctx.max_other
+    ));
+    detail.print();
+
+    Ok(vec![
+        Goal::new(
+            "drain, concurrency 8 ≥ 0.8 × raw-drain with 8 connections",
+            beanbox(8).zip(raw(8)).map(|(b, r)| b / r),
+            0.8,
+            true,
+            "×",
+        ),
+        Goal::new(
+            "drain, concurrency 1 ≥ 0.9 × raw-drain 1 connection pipelined",
+            beanbox(1).zip(raw_pipe).map(|(b, r)| b / r),
+            0.9,
+            true,
+            "×",
+        ),
+    ])
+}
+
+/// The seed's body for `task_one`, kwargs as strings.
+fn body(tube: &str) -> String {
+    format!(
+        r#"{{"func_name": "task_one", "tube": "{tube}", "kwargs": {{"arg1": "1", "arg2": "2", "arg3": "3"}}}}"#
+    )
+}
+
+/// Runs one cell `ctx.runs` times and takes medians.
+async fn measure(ctx: &Ctx, scenario: Scenario) -> anyhow::Result<Cell> {
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut disturbed = false;
+    for run in 1..=ctx.runs {
+        let mut attempt = 0;
+        loop {
+            system::wait_idle(IDLE_PATIENCE);
+            let sample = match scenario {
+                Scenario::Beanbox(n) => beanbox(ctx, n).await,
+                Scenario::Raw(n) => raw(ctx, n, false).await,
+                Scenario::RawPipe => raw(ctx, 1, true).await,
+                Scenario::Seed(n, level) => seed(ctx, n, level).await,
+            }
+            .with_context(|| scenario.name())?;
+            let bad = sample.other() > ctx.max_other;
+            eprintln!(
+                "  {} run {run}: {} jobs/s, beanstalkd {} client {} other {}{}",
+                scenario.name(),
+                thousands(sample.rate),
+                percent(sample.server / sample.secs),
+                percent(sample.client / sample.secs),
+                percent(sample.other()),
+                if bad { " (disturbed)" } else { "" }
+            );
+            if !bad || attempt == RETRIES {
+                disturbed |= bad;
+                samples.push(sample);
+                break;
+            }
+            attempt += 1;
+        }
+    }
+    let pick = |f: &dyn Fn(&Sample) -> f64| median(&mut samples.iter().map(f).collect::<Vec<_>>());
+    Ok(Cell {
+        rate: pick(&|s| s.rate),
+        server: pick(&|s| s.server / s.secs),
+        client: pick(&|s| s.client / s.secs),
+        other: pick(&|s| s.other()),
+        rates: samples.iter().map(|s| s.rate).collect(),
+        disturbed,
+    })
+}
+
+/// Runs raw-drain (pinned like every client) and reads its JSON line.
+fn raw_drain(ctx: &Ctx, args: &[&str]) -> anyhow::Result<Value> {
+    let output = ctx
+        .pin
+        .client(&ctx.paths.raw_drain)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run raw-drain")?;
+    if !output.status.success() {
+        bail!(
+            "raw-drain {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("raw-drain printed no JSON")
+}
+
+/// Fills `tube` with `ctx.jobs` copies of the body, pipelined.
+fn fill(ctx: &Ctx, tube: &str) -> anyhow::Result<()> {
+    let n = ctx.jobs.to_string();
+    let put = raw_drain(
+        ctx,
+        &["put", &ctx.server.addr(), tube, &n, &body(tube), "pipe"],
+    )?;
+    if put["jobs"].as_u64() != Some(ctx.jobs) {
+        bail!("the fill put {put} jobs, not {}", ctx.jobs);
+    }
+    Ok(())
+}
+
+async fn raw(ctx: &Ctx, conns: u16, pipe: bool) -> anyhow::Result<Sample> {
+    let tube = fresh_tube("raw");
+    fill(ctx, &tube)?;
+    let mut client = ctx.server.connect().await?;
+    let (s0, m0, c0) = (
+        server_cpu(&mut client).await?,
+        system::machine_cpu(),
+        system::children_cpu(),
+    );
+    let (addr, conns) = (ctx.server.addr(), conns.to_string());
+    let mut args = vec!["drain", &addr, &tube, &conns];
+    if pipe {
+        args.push("pipe");
+    }
+    let out = raw_drain(ctx, &args)?;
+    let (s1, m1, c1) = (
+        server_cpu(&mut client).await?,
+        system::machine_cpu(),
+        system::children_cpu(),
+    );
+    if out["jobs"].as_u64() != Some(ctx.jobs) {
+        bail!("raw-drain drained {out}, expected {} jobs", ctx.jobs);
+    }
+    Ok(Sample {
+        rate: out["jobs_per_s"].as_f64().unwrap_or(0.0),
+        secs: out["secs"].as_f64().unwrap_or(f64::NAN),
+        server: s1 - s0,
+        client: c1 - c0,
+        machine: m1 - m0,
+    })
+}
+
+async fn beanbox(ctx: &Ctx, concurrency: u16) -> anyhow::Result<Sample> {
+    let tube = fresh_tube("bb");
+    fill(ctx, &tube)?;
+    // The module dir holds just `<tube>.wasm`; the shared cache makes its
+    // load a cache hit after the first run (start-up is not timed anyway).
+    let modules = runner::modules_for(ctx, &tube, &ctx.paths.wasm("hello"))?;
+    let concurrency = concurrency.to_string();
+    let mut children = runner::start(
+        ctx,
+        &modules,
+        &ctx.work.join("cache-drain"),
+        &["--tube", &tube, "--concurrency", &concurrency],
+    )?;
+    let sample = time_drain(ctx, &tube, &mut children, "runner").await;
+    children.kill();
+    let _ = std::fs::remove_dir_all(&modules);
+    sample.with_context(|| format!("runner's log: {}", modules.with_extension("log").display()))
+}
+
+async fn seed(ctx: &Ctx, procs: u16, level: &str) -> anyhow::Result<Sample> {
+    let tube = fresh_tube("seed");
+    fill(ctx, &tube)?;
+    let mut children = Children::default();
+    for _ in 0..procs {
+        let child = ctx
+            .pin
+            .client(&ctx.paths.python)
+            .arg("worker.py")
+            .current_dir(&ctx.paths.seed)
+            .env("BEANSTALKD_PORT", ctx.server.port().to_string())
+            .env("SEED_TUBE", &tube)
+            .env("LOG_LEVEL", level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start the seed worker")?;
+        children.0.push(child);
+    }
+    time_drain(ctx, &tube, &mut children, "a seed worker").await
+}
+
+/// Polls the tube's `cmd-delete` every 5 ms; times from the first delete
+/// seen to the last job's.
+async fn time_drain(
+    ctx: &Ctx,
+    tube: &str,
+    workers: &mut Children,
+    what: &str,
+) -> anyhow::Result<Sample> {
+    let n = ctx.jobs;
+    let mut client = ctx.server.connect().await?;
+    let pids = workers.pids();
+    let client_cpu = || pids.iter().map(|p| system::process_cpu(*p)).sum::<f64>();
+    let give_up = Instant::now() + Duration::from_secs(60 + n / 500);
+    let mut first: Option<(Instant, u64, f64, f64, f64)> = None;
+    loop {
+        let deleted = client.stats_tube(tube).await?.cmd_delete;
+        let now = Instant::now();
+        if deleted > 0 && first.is_none() {
+            // Start-up is over: take the baselines here.
+            first = Some((
+                now,
+                deleted,
+                server_cpu(&mut client).await?,
+                system::machine_cpu(),
+                client_cpu(),
+            ));
+        }
+        if deleted >= n {
+            let (t0, d0, s0, m0, c0) = first.expect("set once a delete is seen");
+            let secs = now.duration_since(t0).as_secs_f64();
+            return Ok(Sample {
+                rate: (n - d0) as f64 / secs,
+                secs,
+                server: server_cpu(&mut client).await? - s0,
+                client: client_cpu() - c0,
+                machine: system::machine_cpu() - m0,
+            });
+        }
+        workers.check_alive(what)?;
+        if now >= give_up {
+            bail!("{what} deleted only {deleted} of {n} jobs");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
