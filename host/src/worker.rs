@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Defaults, PutTubes, Tenant};
 use crate::registry::Registry;
 use crate::sandbox::{
-    CallContext, CallError, JobInfo, Level, PutError, PutRequest, Services, host::PutFuture,
+    AttemptCell, CallContext, CallError, JobInfo, Level, PutError, PutRequest, Services,
+    host::PutFuture,
 };
 
 /// Where a worker (or one tenant's slots) is in its life.
@@ -458,7 +459,17 @@ enum Verdict {
     Buried,
 }
 
+/// How long a job whose statistics are not yet known may run before they
+/// are fetched (its TTR may call for touches or an earlier deadline).
+const FACTS_AFTER: Duration = Duration::from_millis(250);
+
 /// Runs one reserved job and settles it. Errors are beanstalkd errors only.
+///
+/// A slot watching one tube knows the job's tube, so the call starts at
+/// once; the job's statistics (attempt, TTR, priority) ride along with the
+/// delete on success, or are fetched when the task fails, asks for its
+/// attempt, or runs longer than [`FACTS_AFTER`]. A slot watching several
+/// tubes fetches them first, to route the job.
 async fn handle(
     ctx: &SlotContext,
     conn: &mut Conn,
@@ -466,16 +477,21 @@ async fn handle(
     phase: &mut watch::Receiver<Phase>,
 ) -> beanbox_queue::Result<Settled> {
     let started = Instant::now();
-    let stats = conn.client.stats_job(job.id).await?;
-    let attempt = u32::try_from(stats.releases)
-        .unwrap_or(u32::MAX)
-        .saturating_add(1);
+    let mut stats = match conn.watching.as_slice() {
+        [_] => None,
+        _ => Some(conn.client.stats_job(job.id).await?),
+    };
+    let tube = match &stats {
+        Some(s) => s.tube.clone(),
+        None => conn.watching[0].clone(),
+    };
     let envelope = match Envelope::parse(&job.body) {
         Ok(env) => env,
         Err(e) => {
-            conn.client.bury(job.id, stats.pri).await?;
+            let s = facts(&mut stats, conn, job.id).await?;
+            conn.client.bury(job.id, s.pri).await?;
             tracing::error!(
-                job = job.id, tube = %stats.tube, attempt, outcome = "buried",
+                job = job.id, tube = %tube, attempt = attempt_of(s), outcome = "buried",
                 reason = %format!("bad envelope: {e}"),
                 "job failed"
             );
@@ -486,48 +502,78 @@ async fn handle(
         .tenant
         .routes
         .iter()
-        .find(|r| r.tube == stats.tube)
+        .find(|r| r.tube == tube)
         .and_then(|r| ctx.registry.get(&r.module));
     let Some(module) = module else {
         // The module was removed after the reserve: leave the job untouched.
         // Closing the connection puts it back without counting an attempt.
-        tracing::warn!(job = job.id, tube = %stats.tube, "module gone; leaving the job queued");
+        tracing::warn!(job = job.id, tube = %tube, "module gone; leaving the job queued");
         return Ok(Settled::HandedBack);
     };
-    let ttr = Duration::from_secs(u64::from(stats.ttr.max(1)));
+    let cell = stats.is_none().then(|| Arc::new(AttemptCell::default()));
     let mut limits = ctx.tenant.limits;
-    limits.timeout = limits.timeout.min(ttr);
+    if let Some(s) = &stats {
+        limits.timeout = limits.timeout.min(ttr_of(s));
+    }
     let call_ctx = CallContext {
         limits,
         job: JobInfo {
             id: job.id,
-            tube: stats.tube.clone(),
+            tube: tube.clone(),
             task: envelope.task.clone(),
-            attempt,
+            attempt: stats.as_ref().map_or(0, attempt_of),
         },
         services: ctx.services.clone(),
         grants: ctx.grants.clone(),
+        attempt: cell.clone(),
     };
-
-    // Touch the job before its TTR runs out, so beanstalkd never hands a
-    // running job to another worker.
-    let touch_every = ttr.saturating_sub(Duration::from_secs(1)).max(ttr / 2);
-    let mut touch =
-        tokio::time::interval_at(tokio::time::Instant::now() + touch_every, touch_every);
     let call = module.call(&envelope.task, &envelope.kwargs, &call_ctx);
     tokio::pin!(call);
-    let outcome = loop {
+
+    let mut outcome = None;
+    if let Some(cell) = &cell {
         tokio::select! {
-            outcome = &mut call => break Some(outcome),
-            _ = touch.tick() => conn.client.touch(job.id).await?,
-            _ = reached(phase, Phase::Abort) => break None,
+            o = &mut call => outcome = Some(o),
+            () = tokio::time::sleep(FACTS_AFTER) => {}
+            () = cell.wanted() => {}
+            _ = reached(phase, Phase::Abort) => return Ok(hand_back(&job, &tube, &envelope.task)),
         }
-    };
-    let Some(outcome) = outcome else {
-        // Closing the connection (the caller does, on `HandedBack`) makes
-        // beanstalkd put the job back at once, without counting an attempt.
-        tracing::warn!(job = job.id, tube = %stats.tube, task = %envelope.task, attempt, "grace period over: handing the unfinished job back");
-        return Ok(Settled::HandedBack);
+        if outcome.is_none() {
+            // Fetched while the call goes on; both are polled here.
+            let fetched = {
+                let request = conn.client.stats_job(job.id);
+                tokio::pin!(request);
+                tokio::select! {
+                    s = &mut request => s,
+                    o = &mut call => {
+                        outcome = Some(o);
+                        request.await
+                    }
+                }
+            }?;
+            cell.set(attempt_of(&fetched));
+            stats = Some(fetched);
+        }
+    }
+    let outcome = match outcome {
+        Some(o) => o,
+        None => {
+            // Touch the job before its TTR runs out, so beanstalkd never
+            // hands a running job to another worker, and stop the task at
+            // its TTR: its deadline never exceeds it.
+            let ttr = stats.as_ref().map_or(limits.timeout, ttr_of);
+            let touch_every = ttr.saturating_sub(Duration::from_secs(1)).max(ttr / 2);
+            let start = tokio::time::Instant::from_std(started);
+            let mut touch = tokio::time::interval_at(start + touch_every, touch_every);
+            loop {
+                tokio::select! {
+                    o = &mut call => break o,
+                    _ = touch.tick() => conn.client.touch(job.id).await?,
+                    () = tokio::time::sleep_until(start + ttr) => break deadline_outcome(&envelope.task, ttr, started),
+                    _ = reached(phase, Phase::Abort) => return Ok(hand_back(&job, &tube, &envelope.task)),
+                }
+            }
+        }
     };
 
     let mut next = None;
@@ -538,10 +584,23 @@ async fn handle(
                     .await?;
             }
             if *phase.borrow() == Phase::Running {
-                let (deleted, reserved) = conn
-                    .client
-                    .delete_and_reserve_with_timeout(job.id, RESERVE_WAIT_SECS)
-                    .await;
+                let (deleted, reserved) = if stats.is_some() {
+                    conn.client
+                        .delete_and_reserve_with_timeout(job.id, RESERVE_WAIT_SECS)
+                        .await
+                } else {
+                    // The statistics, for the log line, in the same write.
+                    let (s, d, r) = conn
+                        .client
+                        .stats_delete_and_reserve_with_timeout(job.id, RESERVE_WAIT_SECS)
+                        .await;
+                    match s {
+                        Ok(s) => stats = Some(s),
+                        Err(e) if e.is_connection_error() => return Err(e),
+                        Err(_) => {}
+                    }
+                    (d, r)
+                };
                 match deleted {
                     Ok(()) => {}
                     Err(e) if e.is_connection_error() => return Err(e),
@@ -553,29 +612,38 @@ async fn handle(
                 }
                 next = Some(reserved);
             } else {
+                if stats.is_none() {
+                    stats = conn.client.stats_job(job.id).await.ok();
+                }
                 conn.client.delete(job.id).await?;
             }
             Verdict::Deleted
         }
-        Err(e) if e.is_retryable() && attempt < ctx.tenant.max_attempts => {
-            let delay = backoff_delay(&ctx.tenant, attempt);
-            conn.client.release(job.id, stats.pri, delay).await?;
-            Verdict::Released { delay }
-        }
         Err(e) => {
-            conn.client.bury(job.id, stats.pri).await?;
-            if let Some(reply_to) = &envelope.reply_to {
-                conn.put(
-                    reply_to,
-                    &reply_err(job.id, &envelope.task, e.kind(), &e.to_string()),
-                )
-                .await?;
+            let s = facts(&mut stats, conn, job.id).await?;
+            let (attempt, pri) = (attempt_of(s), s.pri);
+            if e.is_retryable() && attempt < ctx.tenant.max_attempts {
+                let delay = backoff_delay(&ctx.tenant, attempt);
+                conn.client.release(job.id, pri, delay).await?;
+                Verdict::Released { delay }
+            } else {
+                conn.client.bury(job.id, pri).await?;
+                if let Some(reply_to) = &envelope.reply_to {
+                    conn.put(
+                        reply_to,
+                        &reply_err(job.id, &envelope.task, e.kind(), &e.to_string()),
+                    )
+                    .await?;
+                }
+                Verdict::Buried
             }
-            Verdict::Buried
         }
     };
+    // 0 only when the statistics could not be had (the job vanished).
+    let attempt = stats.as_ref().map_or(0, attempt_of);
     log_finished(
-        &stats,
+        job.id,
+        &tube,
         &envelope.task,
         attempt,
         &verdict,
@@ -583,6 +651,56 @@ async fn handle(
         started.elapsed(),
     );
     Ok(Settled::Done { next })
+}
+
+/// The job's statistics, fetched now unless already known.
+async fn facts<'a>(
+    stats: &'a mut Option<JobStats>,
+    conn: &mut Conn,
+    id: u64,
+) -> beanbox_queue::Result<&'a JobStats> {
+    if stats.is_none() {
+        *stats = Some(conn.client.stats_job(id).await?);
+    }
+    Ok(stats.as_ref().expect("set above"))
+}
+
+/// Which attempt a job is on: beanstalkd's release count, plus one. It
+/// survives worker restarts.
+fn attempt_of(stats: &JobStats) -> u32 {
+    u32::try_from(stats.releases)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1)
+}
+
+fn ttr_of(stats: &JobStats) -> Duration {
+    Duration::from_secs(u64::from(stats.ttr.max(1)))
+}
+
+/// The outcome of a call stopped at the job's TTR.
+fn deadline_outcome(task: &str, ttr: Duration, started: Instant) -> crate::sandbox::Outcome {
+    crate::sandbox::Outcome {
+        result: Err(CallError::Deadline {
+            task: task.to_string(),
+            after: ttr,
+        }),
+        fuel_used: 0,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The grace period is over: the caller closes the connection, which makes
+/// beanstalkd put the job back at once, without counting an attempt.
+fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
+    tracing::warn!(
+        job = job.id,
+        tube,
+        task,
+        "grace period over: handing the unfinished job back"
+    );
+    Settled::HandedBack
 }
 
 fn backoff_delay(tenant: &Tenant, attempt: u32) -> u32 {
@@ -595,20 +713,17 @@ fn backoff_delay(tenant: &Tenant, attempt: u32) -> u32 {
 }
 
 fn log_finished(
-    stats: &JobStats,
+    id: u64,
+    tube: &str,
     task: &str,
     attempt: u32,
     verdict: &Verdict,
     outcome: &crate::sandbox::Outcome,
     elapsed: Duration,
 ) {
-    let (id, tube, fuel, ms) = (
-        stats.id,
-        stats.tube.as_str(),
-        outcome.fuel_used,
-        // Whole microseconds: prints as 0.706, not 0.7059460000000001.
-        (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-    );
+    let fuel = outcome.fuel_used;
+    // Whole microseconds: prints as 0.706, not 0.7059460000000001.
+    let ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     let reason = outcome.result.as_ref().err().map(CallError::to_string);
     match verdict {
         Verdict::Deleted => {

@@ -763,3 +763,41 @@ async fn job_put_by_the_seed_python_producer_completes() {
     assert_eq!(lines[0]["outcome"], "deleted");
     assert_eq!(lines[0]["task"], "task_one");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_never_runs_past_its_jobs_ttr() {
+    // --timeout 30 s, but the job's TTR is 2 s: the task is stopped at the
+    // TTR (a deadline failure, retried), long before its 20 s nap ends, and
+    // beanstalkd never hands the running job to anyone else meanwhile.
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let worker = Worker::hello(
+        &addr,
+        "ttr-jobs",
+        &["--timeout", "30", "--max-attempts", "1"],
+    );
+    let mut replies = Replies::watch(&addr, "ttr-jobs-replies").await;
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let id = put_with(
+        &mut producer,
+        "ttr-jobs",
+        "nap",
+        json!({"ms": 20_000}),
+        Some("ttr-jobs-replies"),
+        2,
+    )
+    .await;
+
+    let reply = replies.next(Duration::from_secs(15)).await;
+    let took = started.elapsed();
+    assert_eq!(reply.job, id);
+    let error = reply.outcome.expect_err("a nap past the TTR must fail");
+    assert_eq!(error.kind, "deadline", "{error}");
+    assert!(took < Duration::from_secs(5), "stopped only after {took:?}");
+    let lines = worker.wait_outcomes(id, 1).await;
+    assert_eq!(lines[0]["outcome"], "buried", "{}", lines[0]);
+    let mut client = connect(&addr).await;
+    let stats = wait_state(&mut client, id, JobState::Buried).await;
+    assert_eq!(stats.timeouts, 0, "the TTR expired while the job ran");
+}

@@ -11,7 +11,11 @@ use super::State;
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "beanbox:task/imports",
-    imports: { "beanbox:task/queue.put": async, default: tracing },
+    imports: {
+        "beanbox:task/queue.put": async,
+        "beanbox:task/job.info": async,
+        default: tracing,
+    },
 });
 
 pub use beanbox::task::job::JobInfo;
@@ -99,8 +103,44 @@ impl beanbox::task::log::Host for State {
 }
 
 impl beanbox::task::job::Host for State {
-    fn info(&mut self) -> JobInfo {
+    async fn info(&mut self) -> JobInfo {
+        if let Some(cell) = self.attempt.clone() {
+            self.job.attempt = cell.get().await;
+            self.attempt = None;
+        }
         self.job.clone()
+    }
+}
+
+/// The attempt number of a job whose statistics the embedder is still
+/// fetching: a task that asks for it waits until [`AttemptCell::set`], and
+/// [`AttemptCell::wanted`] tells the embedder someone is waiting.
+#[derive(Debug, Default)]
+pub struct AttemptCell {
+    value: tokio::sync::watch::Sender<Option<u32>>,
+    wanted: tokio::sync::Notify,
+}
+
+impl AttemptCell {
+    /// Provides the attempt number.
+    pub fn set(&self, attempt: u32) {
+        self.value.send_replace(Some(attempt));
+    }
+
+    /// Completes once a task has asked for the attempt number.
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    async fn get(&self) -> u32 {
+        if let Some(attempt) = *self.value.borrow() {
+            return attempt;
+        }
+        // A stored permit if nobody waits yet: `wanted` sees it later.
+        self.wanted.notify_one();
+        let mut rx = self.value.subscribe();
+        let attempt = rx.wait_for(Option::is_some).await.map(|v| v.unwrap_or(0));
+        attempt.unwrap_or(0)
     }
 }
 

@@ -27,7 +27,8 @@ pub use cache::{CacheKey, CacheOutcome, CodeCache};
 pub use convert::{ArgError, ArgErrorKind, same_name};
 pub use error::{CallError, FailureClass, LoadError};
 pub use host::{
-    JobInfo, Level, PutError, PutOptions, PutRequest, Services, SharedServices, Standalone,
+    AttemptCell, JobInfo, Level, PutError, PutOptions, PutRequest, Services, SharedServices,
+    Standalone,
 };
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES, DEFAULT_TABLE_ELEMENTS,
@@ -352,6 +353,9 @@ pub struct CallContext {
     pub services: SharedServices,
     /// What WASI grants beyond nothing.
     pub grants: Arc<Grants>,
+    /// Where `job.attempt` comes from when it was not known at the start
+    /// (then `job.attempt` is a placeholder).
+    pub attempt: Option<Arc<AttemptCell>>,
 }
 
 impl CallContext {
@@ -367,6 +371,7 @@ impl CallContext {
             },
             services: Arc::new(Standalone),
             grants: Arc::new(Grants::default()),
+            attempt: None,
         }
     }
 }
@@ -467,6 +472,7 @@ impl Module {
             table: ResourceTable::new(),
             limiter: Limiter::new(&limits),
             job: ctx.job.clone(),
+            attempt: ctx.attempt.clone(),
             services: ctx.services.clone(),
             log_budget: limits.output_bytes,
         };
@@ -800,6 +806,7 @@ pub(crate) struct State {
     table: ResourceTable,
     limiter: Limiter,
     job: JobInfo,
+    attempt: Option<Arc<AttemptCell>>,
     services: SharedServices,
     log_budget: usize,
 }

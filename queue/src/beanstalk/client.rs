@@ -366,6 +366,41 @@ impl Client {
             .await
     }
 
+    /// Sends `stats-job id`, `delete id` and `reserve-with-timeout secs` in
+    /// one write and reads the three replies: a finished job's statistics
+    /// (for its log line), its deletion and the next job, in one round trip.
+    ///
+    /// The server runs the three one after another whatever each outcome. A
+    /// connection failure fails all three.
+    pub async fn stats_delete_and_reserve_with_timeout(
+        &mut self,
+        id: u64,
+        secs: u32,
+    ) -> (Result<JobStats>, Result<()>, Result<Job>) {
+        let stats = Command::StatsJob(id);
+        let delete = Command::Delete(id);
+        let reserve = Command::ReserveWithTimeout(secs);
+        if let Err(e) = self.send(&[stats, delete, reserve]).await {
+            let (a, b) = (e.duplicate(), e.duplicate());
+            return (Err(e), Err(a), Err(b));
+        }
+        let stats = match self.receive().await {
+            Ok(Response::Ok(body)) => JobStats::from_yaml(&body),
+            Ok(other) => Err(self.unexpected(stats, other)),
+            Err(e) => {
+                let (a, b) = (e.duplicate(), e.duplicate());
+                return (Err(e), Err(a), Err(b));
+            }
+        };
+        if self.desynced {
+            let e = Error::Protocol("connection out of step after `stats-job`".to_owned());
+            let (a, b) = (e.duplicate(), e.duplicate());
+            return (stats, Err(a), Err(b));
+        }
+        let (deleted, reserved) = self.finish_delete_and_reserve(delete, reserve).await;
+        (stats, deleted, reserved)
+    }
+
     /// Sends `delete id` and `reserve-with-timeout secs` in one write and
     /// reads both replies (one round trip per job on the fast path).
     ///
@@ -382,6 +417,16 @@ impl Client {
             let copy = e.duplicate();
             return (Err(e), Err(copy));
         }
+        self.finish_delete_and_reserve(delete, reserve).await
+    }
+
+    /// Reads the replies to a `delete` and a `reserve-with-timeout` sent
+    /// together.
+    async fn finish_delete_and_reserve(
+        &mut self,
+        delete: Command<'_>,
+        reserve: Command<'_>,
+    ) -> (Result<()>, Result<Job>) {
         let deleted = match self.receive().await {
             Ok(Response::Deleted) => Ok(()),
             Ok(other) => Err(self.unexpected(delete, other)),

@@ -338,6 +338,30 @@ async fn delete_and_reserve_with_timeout_does_both() {
 }
 
 #[tokio::test]
+async fn stats_delete_and_reserve_with_timeout_does_all_three() {
+    let server = Beanstalkd::start();
+    let mut c = connect(&server).await;
+    let first = c.put(7, 0, 42, b"1").await.unwrap();
+    let second = c.put(9, 0, 60, b"2").await.unwrap();
+    assert_eq!(c.reserve().await.unwrap().id, first);
+
+    let (stats, deleted, next) = c.stats_delete_and_reserve_with_timeout(first, 0).await;
+    let stats = stats.unwrap();
+    assert_eq!((stats.id, stats.pri, stats.ttr, stats.releases), (first, 7, 42, 0));
+    assert_eq!(stats.tube, "default");
+    deleted.unwrap();
+    assert_eq!(next.unwrap().id, second);
+    assert!(c.peek(first).await.unwrap_err().is_not_found());
+
+    // Unknown job: stats and delete fail, the reserve still runs.
+    let (stats, deleted, next) = c.stats_delete_and_reserve_with_timeout(999, 0).await;
+    assert!(stats.unwrap_err().is_not_found());
+    assert!(deleted.unwrap_err().is_not_found());
+    assert!(next.unwrap_err().is_timeout());
+    assert!(!c.is_broken());
+}
+
+#[tokio::test]
 async fn invalid_tube_names_are_refused_before_sending() {
     let server = Beanstalkd::start();
     let mut c = connect(&server).await;
