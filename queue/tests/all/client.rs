@@ -347,7 +347,10 @@ async fn stats_delete_and_reserve_with_timeout_does_all_three() {
 
     let (stats, deleted, next) = c.stats_delete_and_reserve_with_timeout(first, 0).await;
     let stats = stats.unwrap();
-    assert_eq!((stats.id, stats.pri, stats.ttr, stats.releases), (first, 7, 42, 0));
+    assert_eq!(
+        (stats.id, stats.pri, stats.ttr, stats.releases),
+        (first, 7, 42, 0)
+    );
     assert_eq!(stats.tube, "default");
     deleted.unwrap();
     assert_eq!(next.unwrap().id, second);
