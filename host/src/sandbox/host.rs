@@ -18,9 +18,9 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use beanbox::task::job::JobInfo;
-pub use beanbox::task::log::Level;
-pub use beanbox::task::queue::{PutError, PutOptions};
+pub use self::beanbox::task::job::JobInfo;
+pub use self::beanbox::task::log::Level;
+pub use self::beanbox::task::queue::{PutError, PutOptions};
 
 /// What a follow-up put asks for.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ pub fn emit_log(job: &JobInfo, level: Level, message: &str) {
 /// The longest log line kept; the rest is cut.
 const MAX_LOG_LINE: usize = 4096;
 
-impl beanbox::task::log::Host for State {
+impl self::beanbox::task::log::Host for State {
     fn log(&mut self, level: Level, mut message: String) {
         // Log lines draw on the same budget as stdout, so a chatty task
         // cannot flood the worker's log.
@@ -102,7 +102,7 @@ impl beanbox::task::log::Host for State {
     }
 }
 
-impl beanbox::task::job::Host for State {
+impl self::beanbox::task::job::Host for State {
     async fn info(&mut self) -> JobInfo {
         if let Some(cell) = self.attempt.clone() {
             self.job.attempt = cell.get().await;
@@ -144,7 +144,7 @@ impl AttemptCell {
     }
 }
 
-impl beanbox::task::queue::Host for State {
+impl self::beanbox::task::queue::Host for State {
     async fn put(
         &mut self,
         tube: String,
