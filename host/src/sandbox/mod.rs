@@ -203,6 +203,10 @@ impl Sandbox {
     }
 }
 
+/// Bytes of a pooled memory (and table) kept resident between jobs when the
+/// kernel can tell which pages a job dirtied.
+const KEEP_RESIDENT: usize = 2 << 20;
+
 /// Builds an engine; `pooling` picks the pooling allocator.
 fn engine(options: SandboxOptions, pooling: bool) -> anyhow::Result<Engine> {
     let mut config = Config::new();
@@ -215,7 +219,22 @@ fn engine(options: SandboxOptions, pooling: bool) -> anyhow::Result<Engine> {
         // wasmtime's default pool: 1000 instances, memories and tables, each
         // memory slot a 4 GiB reservation. Virtual address space only, but
         // a `ulimit -v` refuses it, and then Auto falls back to on-demand.
-        config.allocation_strategy(wasmtime::PoolingAllocationConfig::default());
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            // Reset a finished instance's memory by rewriting only the pages
+            // it dirtied (PAGEMAP_SCAN, Linux 6.7+) instead of madvise: no
+            // page faults on the next job and no TLB shootdowns. 2 MiB covers
+            // a Rust guest's 1 MiB stack, data and small heap. Measured here:
+            // 7.7 us p50 per job instead of 20 (BENCHMARKS.md, section b).
+            pool.linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT)
+                .pagemap_scan(wasmtime::Enabled::Yes);
+        } else {
+            // Without it, keeping pages resident means a memset of all of
+            // them per job (slower); batching the madvise calls still helps.
+            pool.decommit_batch_size(16);
+        }
+        config.allocation_strategy(pool);
     }
     Engine::new(&config)
         .map_err(anyhow::Error::from)
