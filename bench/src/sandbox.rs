@@ -15,27 +15,27 @@ use crate::report::{Goal, Table, percentile};
 /// The configurations measured; the first is the worker's.
 const VARIANTS: [(&str, SandboxOptions); 4] = [
     (
-        "pooling, fuel + epochs (the worker's default)",
+        "pooling, fuel (the worker's default)",
         SandboxOptions {
             allocator: Allocator::Pooling,
             fuel: true,
-            epochs: true,
+            epochs: false,
         },
     ),
     (
-        "on-demand, fuel + epochs",
+        "on-demand, fuel",
         SandboxOptions {
             allocator: Allocator::OnDemand,
             fuel: true,
-            epochs: true,
+            epochs: false,
         },
     ),
     (
-        "pooling, no fuel, no epochs",
+        "pooling, fuel + epochs",
         SandboxOptions {
             allocator: Allocator::Pooling,
-            fuel: false,
-            epochs: false,
+            fuel: true,
+            epochs: true,
         },
     ),
     (

@@ -41,8 +41,12 @@ use limits::Limiter;
 /// a spinning guest yielding to the async runtime.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Extra time past the deadline before a call blocked in a host call (a
-/// sleep, say) is abandoned rather than interrupted.
+/// Fuel between two yields of a running guest to the async runtime: a
+/// millisecond or so of guest CPU here.
+const YIELD_EVERY_FUEL: u64 = 10_000_000;
+
+/// With epochs on: extra time past the deadline before a call blocked in a
+/// host call (a sleep, say) is abandoned rather than interrupted.
 const DEADLINE_GRACE: Duration = Duration::from_millis(50);
 
 /// The wasm engine, its linker and the epoch ticker: one per process.
@@ -77,11 +81,15 @@ pub enum Allocator {
 pub struct SandboxOptions {
     /// How instances get their memory.
     pub allocator: Allocator,
-    /// Count fuel (the CPU budget). Off, [`Limits::fuel`] is ignored.
+    /// Count fuel (the CPU budget). A guest also yields every few
+    /// milliseconds of fuel, which is what lets the wall-clock deadline stop
+    /// a spinning guest. Off, [`Limits::fuel`] is ignored.
     pub fuel: bool,
-    /// Epoch interruption (the wall-clock deadline of a spinning guest).
-    /// Off, only a guest that yields or blocks in a host call can be
-    /// stopped at its deadline.
+    /// Epoch interruption as well (default off): it stops a spinning guest
+    /// at the deadline without fuel, but on top of fuel it doubles the cost
+    /// of compute-heavy guests (BENCHMARKS.md, section c). With neither,
+    /// only a guest that blocks in a host call can be stopped at its
+    /// deadline.
     pub epochs: bool,
 }
 
@@ -90,15 +98,15 @@ impl Default for SandboxOptions {
         Self {
             allocator: Allocator::Auto,
             fuel: true,
-            epochs: true,
+            epochs: false,
         }
     }
 }
 
 impl Sandbox {
-    /// Creates the engine with the default options (fuel and epochs on,
-    /// pooling allocator if it can reserve its address space), a linker
-    /// offering WASI p2 and `beanbox:task`, and the epoch ticker thread.
+    /// Creates the engine with the default options (fuel on, epochs off,
+    /// pooling allocator if it can reserve its address space) and a linker
+    /// offering WASI p2 and `beanbox:task`.
     ///
     /// # Errors
     ///
@@ -499,7 +507,12 @@ impl Module {
         store.limiter(|s| &mut s.limiter);
         let options = self.inner.options;
         let fueled = if options.fuel {
-            store.set_fuel(limits.fuel)
+            // Yielding every few milliseconds of fuel keeps a spinning guest
+            // from starving the async runtime and lets the call's timeout
+            // stop it, at no cost beyond the fuel counting itself.
+            store
+                .set_fuel(limits.fuel)
+                .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL)))
         } else {
             Ok(())
         };
@@ -529,7 +542,15 @@ impl Module {
         let mut value = Value::Null;
         if result.is_ok() {
             let run = run(&self.inner.pre, &mut store, task, &params);
-            result = match tokio::time::timeout(limits.timeout + DEADLINE_GRACE, run).await {
+            // Epochs interrupt at the deadline itself (the timeout is then
+            // only for a guest blocked in a host call); without them, the
+            // timeout is the deadline.
+            let grace = if options.epochs {
+                DEADLINE_GRACE
+            } else {
+                Duration::ZERO
+            };
+            result = match tokio::time::timeout(limits.timeout + grace, run).await {
                 Ok(Ok(v)) => {
                     value = v;
                     Ok(())
