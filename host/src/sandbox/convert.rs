@@ -238,26 +238,14 @@ pub fn to_val(value: &Value, ty: &Type, path: &str) -> Result<Val, ArgError> {
             .ok_or_else(|| err("")),
         Type::List(l) => {
             let items = value.as_array().ok_or_else(|| err(""))?;
-            let ty = l.ty();
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| to_val(v, &ty, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()
-                .map(Val::List)
+            items_to_vals(items, &l.ty(), path).map(Val::List)
         }
         Type::FixedLengthList(l) => {
             let items = value.as_array().ok_or_else(|| err(""))?;
             if items.len() != l.len() as usize {
                 return Err(err(&format!("needs exactly {} items", l.len())));
             }
-            let ty = l.ty();
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| to_val(v, &ty, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()
-                .map(Val::FixedLengthList)
+            items_to_vals(items, &l.ty(), path).map(Val::FixedLengthList)
         }
         Type::Map(m) => {
             let pairs = value
@@ -392,6 +380,15 @@ pub fn to_val(value: &Value, ty: &Type, path: &str) -> Result<Val, ArgError> {
             Err(err("this type cannot be passed as JSON"))
         }
     }
+}
+
+/// Converts the items of a JSON array, each to `ty`, naming them `path[i]`.
+fn items_to_vals(items: &[Value], ty: &Type, path: &str) -> Result<Vec<Val>, ArgError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| to_val(v, ty, &format!("{path}[{i}]")))
+        .collect()
 }
 
 /// `"case"` or `{"case": payload}`: the shape of variants and results.
