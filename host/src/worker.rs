@@ -332,6 +332,12 @@ impl Backoff {
 /// Seconds a reserve waits before the slot looks at its tubes again.
 const RESERVE_WAIT_SECS: u32 = 1;
 
+/// The reserve that rides along with a delete waits for nothing: a job that
+/// is ready comes back in the same round trip, and otherwise the slot goes
+/// back to its ordinary waiting reserve (so the finished job's log line is
+/// not held up by the wait).
+const RESERVE_NOW_SECS: u32 = 0;
+
 async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>) {
     let tenant = ctx.tenant.name.as_str();
     let mut modules_changed = ctx.registry.subscribe();
@@ -586,13 +592,13 @@ async fn handle(
             if *phase.borrow() == Phase::Running {
                 let (deleted, reserved) = if stats.is_some() {
                     conn.client
-                        .delete_and_reserve_with_timeout(job.id, RESERVE_WAIT_SECS)
+                        .delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)
                         .await
                 } else {
                     // The statistics, for the log line, in the same write.
                     let (s, d, r) = conn
                         .client
-                        .stats_delete_and_reserve_with_timeout(job.id, RESERVE_WAIT_SECS)
+                        .stats_delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)
                         .await;
                     match s {
                         Ok(s) => stats = Some(s),

@@ -68,13 +68,15 @@ impl Services for Standalone {
 
 /// Writes a task's log line to the process log, tagged with the job.
 pub fn emit_log(job: &JobInfo, level: Level, message: &str) {
-    let (id, tube, task, attempt) = (job.id, job.tube.as_str(), job.task.as_str(), job.attempt);
+    // No attempt number: the worker may not know it yet when the task logs
+    // (the job's finished line carries it).
+    let (id, tube, task) = (job.id, job.tube.as_str(), job.task.as_str());
     match level {
-        Level::Trace => tracing::trace!(target: "task", job = id, tube, task, attempt, "{message}"),
-        Level::Debug => tracing::debug!(target: "task", job = id, tube, task, attempt, "{message}"),
-        Level::Info => tracing::info!(target: "task", job = id, tube, task, attempt, "{message}"),
-        Level::Warn => tracing::warn!(target: "task", job = id, tube, task, attempt, "{message}"),
-        Level::Error => tracing::error!(target: "task", job = id, tube, task, attempt, "{message}"),
+        Level::Trace => tracing::trace!(target: "task", job = id, tube, task, "{message}"),
+        Level::Debug => tracing::debug!(target: "task", job = id, tube, task, "{message}"),
+        Level::Info => tracing::info!(target: "task", job = id, tube, task, "{message}"),
+        Level::Warn => tracing::warn!(target: "task", job = id, tube, task, "{message}"),
+        Level::Error => tracing::error!(target: "task", job = id, tube, task, "{message}"),
     }
 }
 
