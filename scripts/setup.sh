@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what beanbox needs to build, demo and test, when it is missing:
 # beanstalkd (Debian package), the wasm32-wasip2 Rust target, and a Python
-# venv with greenstalk for the seed-compatibility test. Safe to run again.
+# venv with greenstalk for the seed-compatibility test and componentize-py for
+# the Python task (tasks/hello-py). Safe to run again.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,4 +37,11 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import greenstalk' 2>
     echo "setup: creating $venv with greenstalk" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q greenstalk==2.1.1 >&2
+fi
+
+# componentize-py builds Python task components (tasks/hello-py/build.sh).
+componentize_py_version=0.25.1
+if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $componentize_py_version" ]; then
+    echo "setup: installing componentize-py $componentize_py_version into $venv" >&2
+    "$venv/bin/pip" install -q "componentize-py==$componentize_py_version" >&2
 fi

@@ -22,6 +22,9 @@ fi
 echo "== task components (built once for the whole run)" >&2
 BEANBOX_TASKS_DIR="$(tasks/build.sh --locked)"
 export BEANBOX_TASKS_DIR
+py_wasm="$(tasks/hello-py/build.sh)"
+BEANBOX_PY_TASKS_DIR="$(dirname "$py_wasm")"
+export BEANBOX_PY_TASKS_DIR
 export BEANBOX_SEED_PYTHON="$root/target/seed-venv/bin/python"
 
 echo "== guest SDK doc tests" >&2

@@ -14,5 +14,6 @@ mod denial;
 mod deploy;
 mod limits;
 mod put;
+mod python;
 mod tenants;
 mod worker;

@@ -177,3 +177,33 @@ pub fn runner() -> Command {
     command.env_remove("RUST_LOG");
     command
 }
+
+/// The Python task component `hello-py.wasm` (tasks/hello-py):
+/// `$BEANBOX_PY_TASKS_DIR/hello-py.wasm` if that is set, else what
+/// `tasks/hello-py/build.sh` builds (once per test run; it needs
+/// componentize-py, which scripts/setup.sh installs).
+pub fn python_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let path = match std::env::var_os("BEANBOX_PY_TASKS_DIR") {
+            Some(dir) => PathBuf::from(dir).join("hello-py.wasm"),
+            None => {
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/hello-py/build.sh");
+                let output = Command::new(&script)
+                    .output()
+                    .unwrap_or_else(|e| panic!("failed to run {}: {e}", script.display()));
+                assert!(
+                    output.status.success(),
+                    "{} failed ({}); is componentize-py installed (scripts/setup.sh)?\n{}",
+                    script.display(),
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr),
+                );
+                PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+            }
+        };
+        assert!(path.is_file(), "{} is missing", path.display());
+        path
+    })
+}

@@ -688,10 +688,14 @@ fn output_overflow(
         })
 }
 
-/// The guest's own account of a failure: a panic message (`panicked at
-/// FILE: MESSAGE`) or else its last line on stderr, one line, bounded.
+/// The guest's own account of a failure: a Python exception (`Type:
+/// message`), a panic message (`panicked at FILE: MESSAGE`) or else its last
+/// line on stderr, one line, bounded.
 fn guest_complaint(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
+    if let Some(exception) = python_exception(&text) {
+        return Some(truncate(exception, 300));
+    }
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -702,6 +706,34 @@ fn guest_complaint(stderr: &[u8]) -> Option<String> {
         None => (*lines.last()?).to_string(),
     };
     Some(truncate(said, 300))
+}
+
+/// The exception of the last Python traceback on stderr, e.g.
+/// `RuntimeError: message`. A componentize-py guest prints the traceback of
+/// an uncaught exception and then panics with a generic message ("Python
+/// function threw an unexpected exception"), so the exception is what says
+/// what went wrong. The traceback's frames are indented; the exception line
+/// is the first one that is not, and its message may go on until a blank
+/// line or the panic.
+fn python_exception(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.trim_end() == "Traceback (most recent call last):")?;
+    let mut said: Vec<&str> = Vec::new();
+    for line in &lines[start + 1..] {
+        if line.trim().is_empty() || line.starts_with("thread '") {
+            if said.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if said.is_empty() && line.starts_with(char::is_whitespace) {
+            continue; // a frame, its source line or a `^^^` marker
+        }
+        said.push(line.trim());
+    }
+    (!said.is_empty()).then(|| said.join(" "))
 }
 
 /// wasmtime's messages may span lines (wasmparser pretty-prints a bad magic

@@ -1,0 +1,105 @@
+//! A task written in Python (tasks/hello-py, built by componentize-py) runs
+//! under the sandbox's default limits like a Rust one: `runner call` returns
+//! its result, refuses bad kwargs, and reports an uncaught exception as a
+//! task failure naming the exception; the beanbox:task imports work from
+//! Python.
+
+use std::process::Output;
+
+use crate::support::{python_wasm, runner};
+
+/// Runs `runner call hello-py.wasm TASK --kwargs KWARGS`.
+fn call(task: &str, kwargs: &str) -> Output {
+    runner()
+        .arg("call")
+        .arg(python_wasm())
+        .args([task, "--kwargs", kwargs])
+        .output()
+        .expect("failed to run runner")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// The one `error:` line on stderr, which comes last.
+fn error_line(output: &Output) -> String {
+    let text = stderr(output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {text}");
+    assert_eq!(text.lines().last(), Some(errors[0]), "{text}");
+    errors[0].to_string()
+}
+
+#[test]
+fn python_task_one_joins_its_arguments() {
+    let output = call("task_one", r#"{"arg1":"a","arg2":"b","arg3":"c"}"#);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "\"abc\"\n");
+    // The log import works from Python: the line reaches the runner's log.
+    assert!(
+        stderr(&output).contains("task_one joining 3 strings"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn python_task_refuses_a_bad_kwarg_by_name() {
+    let output = call("task_one", r#"{"arg1":"a","arg2":"b","argX":"c"}"#);
+    assert_exit(&output, 2);
+    let line = error_line(&output);
+    assert!(line.contains("argX"), "{line}");
+}
+
+#[test]
+fn python_exception_is_a_task_failure_with_its_message() {
+    let output = call("boom", r#"{"message":"the flux capacitor broke"}"#);
+    assert_exit(&output, 3);
+    let line = error_line(&output);
+    assert!(line.contains("boom"), "{line}");
+    assert!(
+        line.contains("RuntimeError: the flux capacitor broke"),
+        "{line}"
+    );
+}
+
+#[test]
+fn python_task_reads_job_info_and_logs() {
+    let output = call("describe_job", "{}");
+    assert_exit(&output, 0);
+    assert_eq!(
+        stdout(&output),
+        "\"id=0 tube= task=describe_job attempt=1\"\n"
+    );
+    assert!(
+        stderr(&output).contains("describing job 0"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn python_follow_up_reports_the_put_error() {
+    // `runner call` has no queue: the put fails, and the task turns the
+    // error variant into its own `err` text.
+    let output = call("follow_up", r#"{"tube":"next","word":"w"}"#);
+    assert_exit(&output, 3);
+    let line = error_line(&output);
+    assert!(line.contains("unavailable: "), "{line}");
+}
