@@ -2,7 +2,8 @@
 # Installs what beanbox needs to build, demo and test, when it is missing:
 # beanstalkd (Debian package), the wasm32-wasip2 Rust target, and a Python
 # venv with greenstalk for the seed-compatibility test and componentize-py for
-# the Python task (tasks/hello-py). Safe to run again.
+# the Python task (tasks/hello-py), and componentize-js for the JavaScript task
+# (tasks/hello-js/node_modules, from its package-lock.json). Safe to run again.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,4 +45,14 @@ componentize_py_version=0.25.1
 if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $componentize_py_version" ]; then
     echo "setup: installing componentize-py $componentize_py_version into $venv" >&2
     "$venv/bin/pip" install -q "componentize-py==$componentize_py_version" >&2
+fi
+
+# componentize-js builds JavaScript task components (tasks/hello-js/build.sh);
+# the version is pinned in tasks/hello-js/package.json and package-lock.json.
+componentize_js_version=0.23.0
+hello_js="$root/tasks/hello-js"
+if [ "$("$hello_js/node_modules/.bin/componentize-js" --version 2>/dev/null)" != "$componentize_js_version" ]; then
+    if ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+    echo "setup: installing componentize-js $componentize_js_version into $hello_js/node_modules" >&2
+    npm ci --prefix "$hello_js" --no-audit --no-fund >&2
 fi

@@ -25,6 +25,9 @@ export BEANBOX_TASKS_DIR
 py_wasm="$(tasks/hello-py/build.sh)"
 BEANBOX_PY_TASKS_DIR="$(dirname "$py_wasm")"
 export BEANBOX_PY_TASKS_DIR
+js_wasm="$(tasks/hello-js/build.sh)"
+BEANBOX_JS_TASKS_DIR="$(dirname "$js_wasm")"
+export BEANBOX_JS_TASKS_DIR
 export BEANBOX_SEED_PYTHON="$root/target/seed-venv/bin/python"
 
 echo "== guest SDK doc tests" >&2

@@ -33,3 +33,14 @@ class WitWorld(wit_world.WitWorld):
 
     def boom(self, message: str) -> str:
         raise RuntimeError(message)
+
+    def spin(self) -> None:
+        # Never returns: the host stops it when fuel or the deadline runs out.
+        while True:
+            pass
+
+    def allocate_forever(self) -> None:
+        # Never returns: the host refuses to grow memory past its limit.
+        hoard = []
+        while True:
+            hoard.append(bytearray(1024 * 1024))

@@ -207,3 +207,34 @@ pub fn python_wasm() -> &'static Path {
         path
     })
 }
+
+/// The JavaScript task component `hello-js.wasm` (tasks/hello-js):
+/// `$BEANBOX_JS_TASKS_DIR/hello-js.wasm` if that is set, else what
+/// `tasks/hello-js/build.sh` builds (once per test run; it needs
+/// componentize-js in tasks/hello-js/node_modules, which scripts/setup.sh
+/// installs).
+pub fn javascript_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let path = match std::env::var_os("BEANBOX_JS_TASKS_DIR") {
+            Some(dir) => PathBuf::from(dir).join("hello-js.wasm"),
+            None => {
+                let script =
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/hello-js/build.sh");
+                let output = Command::new(&script)
+                    .output()
+                    .unwrap_or_else(|e| panic!("failed to run {}: {e}", script.display()));
+                assert!(
+                    output.status.success(),
+                    "{} failed ({}); is componentize-js installed (scripts/setup.sh)?\n{}",
+                    script.display(),
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr),
+                );
+                PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+            }
+        };
+        assert!(path.is_file(), "{} is missing", path.display());
+        path
+    })
+}

@@ -66,10 +66,21 @@ impl Worker {
     /// json ARGS`, where `DIR/T.wasm` links to the task component named in
     /// each `(tube, component)` pair.
     pub fn start(addr: &str, tubes: &[(&str, &str)], args: &[&str]) -> Worker {
+        let paths: Vec<(&str, PathBuf)> = tubes
+            .iter()
+            .map(|(tube, component)| (*tube, support::wasm(component)))
+            .collect();
+        let paths: Vec<(&str, &Path)> = paths.iter().map(|(t, p)| (*t, p.as_path())).collect();
+        Worker::start_files(addr, &paths, args)
+    }
+
+    /// [`Worker::start`] with each tube's component given by its file, e.g.
+    /// [`support::python_wasm`].
+    pub fn start_files(addr: &str, tubes: &[(&str, &Path)], args: &[&str]) -> Worker {
         let modules = TempDir::new("modules");
-        for (tube, component) in tubes {
+        for (tube, file) in tubes {
             let link = modules.path().join(format!("{tube}.wasm"));
-            std::os::unix::fs::symlink(support::wasm(component), &link)
+            std::os::unix::fs::symlink(file, &link)
                 .unwrap_or_else(|e| panic!("cannot link {}: {e}", link.display()));
         }
         let log = modules.path().join("worker.log");

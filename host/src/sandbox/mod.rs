@@ -689,11 +689,11 @@ fn output_overflow(
 }
 
 /// The guest's own account of a failure: a Python exception (`Type:
-/// message`), a panic message (`panicked at FILE: MESSAGE`) or else its last
-/// line on stderr, one line, bounded.
+/// message`), a JavaScript exception's message, a panic message (`panicked
+/// at FILE: MESSAGE`) or else its last line on stderr, one line, bounded.
 fn guest_complaint(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
-    if let Some(exception) = python_exception(&text) {
+    if let Some(exception) = python_exception(&text).or_else(|| javascript_exception(&text)) {
         return Some(truncate(exception, 300));
     }
     let lines: Vec<&str> = text
@@ -734,6 +734,31 @@ fn python_exception(text: &str) -> Option<String> {
         said.push(line.trim());
     }
     (!said.is_empty()).then(|| said.join(" "))
+}
+
+/// The last line of an uncaught JavaScript exception's message. A
+/// componentize-js (StarlingMonkey) guest prints the exception (an Error's
+/// message, else the thrown value's source form), for an Error `Stack:` and
+/// indented frames, and then aborts with a generic line; the line before the
+/// stack, or else before that abort line, says what went wrong.
+fn javascript_exception(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut end = lines
+        .iter()
+        .rposition(|l| *l == "Redirecting call to abort() to mozalloc_abort")?;
+    if let Some(stack) = lines[..end].iter().rposition(|l| *l == "Stack:")
+        && lines[stack + 1..end]
+            .iter()
+            .all(|l| l.starts_with(char::is_whitespace))
+    {
+        end = stack;
+    }
+    let said = lines[..end].last()?.trim();
+    (!said.is_empty()).then(|| said.to_string())
 }
 
 /// wasmtime's messages may span lines (wasmparser pretty-prints a bad magic

@@ -1,0 +1,24 @@
+// The seed framework's `task_one` as a beanbox task written in JavaScript.
+//
+// Built into a WebAssembly component by componentize-js (see build.sh). The
+// world's imports are ES modules named after their WIT interfaces; its
+// exports are this module's exported functions, in camelCase (`task-one` is
+// `taskOne`).
+
+import { log } from "beanbox:task/log@0.1.0";
+import { info } from "beanbox:task/job@0.1.0";
+
+export function taskOne(arg1, arg2, arg3) {
+  log("info", "task_one joining 3 strings");
+  return arg1 + arg2 + arg3;
+}
+
+export function describeJob() {
+  const job = info(); // `id` is a u64, so a BigInt
+  log("info", `describing job ${job.id}`);
+  return `id=${job.id} tube=${job.tube} task=${job.task} attempt=${job.attempt}`;
+}
+
+export function boom(message) {
+  throw new Error(message);
+}

@@ -1,0 +1,94 @@
+//! A task written in JavaScript (tasks/hello-js, built by componentize-js)
+//! runs under the sandbox's default limits like a Rust one: `runner call`
+//! returns its result, refuses bad kwargs, and reports an uncaught exception
+//! as a task failure carrying the error's message; the beanbox:task imports
+//! work from JavaScript.
+
+use std::process::Output;
+
+use crate::support::{javascript_wasm, runner};
+
+/// Runs `runner call hello-js.wasm TASK --kwargs KWARGS`.
+fn call(task: &str, kwargs: &str) -> Output {
+    runner()
+        .arg("call")
+        .arg(javascript_wasm())
+        .args([task, "--kwargs", kwargs])
+        .output()
+        .expect("failed to run runner")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// The one `error:` line on stderr, which comes last.
+fn error_line(output: &Output) -> String {
+    let text = stderr(output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {text}");
+    assert_eq!(text.lines().last(), Some(errors[0]), "{text}");
+    errors[0].to_string()
+}
+
+#[test]
+fn javascript_task_one_joins_its_arguments() {
+    let output = call("task_one", r#"{"arg1":"a","arg2":"b","arg3":"c"}"#);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "\"abc\"\n");
+    // The log import works from JavaScript: the line reaches the runner's log.
+    assert!(
+        stderr(&output).contains("task_one joining 3 strings"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn javascript_task_refuses_a_bad_kwarg_by_name() {
+    let output = call("task_one", r#"{"arg1":"a","arg2":"b","argX":"c"}"#);
+    assert_exit(&output, 2);
+    let line = error_line(&output);
+    assert!(line.contains("argX"), "{line}");
+}
+
+#[test]
+fn javascript_exception_is_a_task_failure_with_its_message() {
+    let output = call("boom", r#"{"message":"the flux capacitor broke"}"#);
+    assert_exit(&output, 3);
+    let line = error_line(&output);
+    assert!(line.contains("boom"), "{line}");
+    assert!(line.contains("the flux capacitor broke"), "{line}");
+    // The runtime's generic abort line is not what the author needs to see.
+    assert!(!line.contains("mozalloc_abort"), "{line}");
+}
+
+#[test]
+fn javascript_task_reads_job_info_and_logs() {
+    let output = call("describe_job", "{}");
+    assert_exit(&output, 0);
+    assert_eq!(
+        stdout(&output),
+        "\"id=0 tube= task=describe_job attempt=1\"\n"
+    );
+    assert!(
+        stderr(&output).contains("describing job 0"),
+        "{}",
+        stderr(&output)
+    );
+}
