@@ -19,6 +19,9 @@ cd "$root"
 echo "== building the release runner and bench (the first build takes several minutes)" >&2
 cargo build --release -p beanbox -p beanbox-bench >&2
 tasks="$(tasks/build.sh)"
+# The same task in Python and JavaScript, for the sandbox section.
+tasks/hello-py/build.sh >/dev/null
+tasks/hello-js/build.sh >/dev/null
 
 peers="${BEANBOX_PEERS:-$root/../shared/peers}"
 if [ ! -d "$peers/bench/raw-drain" ] || [ ! -d "$peers/python-seed" ]; then

@@ -98,6 +98,55 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
             format!("{:.0}", cost.max),
         ]);
     }
+    // Components of other languages, when built (scripts/bench.sh builds
+    // them): the same task in Python and in JavaScript, fresh instance each.
+    let built = ctx
+        .paths
+        .tasks
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|t| t.to_path_buf());
+    for (name, rel) in [
+        (
+            "hello-py (Python, componentize-py), pooling, fuel",
+            "py/hello-py.wasm",
+        ),
+        (
+            "hello-js (JavaScript, componentize-js), pooling, fuel",
+            "js/hello-js.wasm",
+        ),
+    ] {
+        let Some(path) = built.as_ref().map(|t| t.join(rel)).filter(|p| p.is_file()) else {
+            table.row(vec![
+                format!("{name}: not built"),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ]);
+            continue;
+        };
+        let (warmup, calls) = (warmup / 20 + 5, calls / 40 + 50);
+        match measure_file(&path, VARIANTS[0].1, &kwargs, warmup, calls).await {
+            Ok(cost) => {
+                eprintln!("  {name}: p50 {:.1} µs, p99 {:.1} µs", cost.p50, cost.p99);
+                table.row(vec![
+                    format!("{name} ({calls} calls)"),
+                    format!("{:.1}", cost.p50),
+                    format!("{:.1}", cost.p99),
+                    format!("{:.1}", cost.mean),
+                    format!("{:.0}", cost.max),
+                ]);
+            }
+            Err(e) => table.row(vec![
+                format!("{name}: {e:#}"),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+                "–".into(),
+            ]),
+        }
+    }
     table.note(
         "Each call is `Module::call`: kwargs → typed params, a fresh `Store` with WASI (nothing granted) and limits, \
          instantiate from the module's `InstancePre` (the host always pre-links; there is no non-InstancePre path to compare), \
@@ -129,10 +178,22 @@ async fn measure(
     warmup: usize,
     calls: usize,
 ) -> anyhow::Result<Cost> {
+    measure_file(&ctx.paths.wasm("hello"), options, kwargs, warmup, calls).await
+}
+
+/// [`measure`] for the component at `path` (whose `task_one` joins its
+/// three arguments).
+async fn measure_file(
+    path: &std::path::Path,
+    options: SandboxOptions,
+    kwargs: &Map<String, Value>,
+    warmup: usize,
+    calls: usize,
+) -> anyhow::Result<Cost> {
     let sandbox = Sandbox::with_options(options)?;
     let module = sandbox
-        .load_file(&ctx.paths.wasm("hello"))
-        .context("cannot load hello.wasm")?;
+        .load_file(path)
+        .with_context(|| format!("cannot load {}", path.display()))?;
     let call_ctx = CallContext::standalone("task_one", Limits::default());
     for _ in 0..warmup {
         let outcome = module.call("task_one", kwargs, &call_ctx).await;

@@ -1,8 +1,8 @@
 //! The Python task (tasks/hello-py) on the worker, against a real
-//! beanstalkd: it serves Python jobs side by side with Rust ones, a Python
-//! task's follow-up put lands on its own tube and runs, and the sandbox's
-//! limits stop a spinning and a hoarding Python task without hurting the
-//! worker.
+//! beanstalkd: it serves Python and JavaScript jobs side by side with Rust
+//! ones, a Python task's follow-up put lands on its own tube and runs, and
+//! the sandbox's limits stop a spinning and a hoarding Python task without
+//! hurting the worker.
 //!
 //! The worker compiles the ~18 MB component once at start (seconds in a
 //! debug build), so each test waits until the worker reserves on the Python
@@ -78,13 +78,17 @@ async fn outcome(worker: &Worker, id: u64) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_and_rust_jobs_run_side_by_side_on_one_worker() {
+async fn python_javascript_and_rust_jobs_run_side_by_side_on_one_worker() {
     let server = Beanstalkd::start();
     let addr = server.addr();
     let rust = support::wasm("hello");
     let worker = start(
         &addr,
-        &[("rust", &rust), ("py", support::python_wasm())],
+        &[
+            ("rust", &rust),
+            ("py", support::python_wasm()),
+            ("js", support::javascript_wasm()),
+        ],
         &[],
     )
     .await;
@@ -107,20 +111,29 @@ async fn python_and_rust_jobs_run_side_by_side_on_one_worker() {
     )
     .await;
 
+    let js_id = put(
+        &mut producer,
+        "js",
+        "task-one",
+        abc(),
+        Some("mixed-replies"),
+    )
+    .await;
+
     let mut got = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let reply = replies.next(REPLY).await;
         assert_eq!(ok(&reply), &json!("abc"), "job {}", reply.job);
         assert_eq!(reply.task, "task-one");
         got.push(reply.job);
     }
     got.sort_unstable();
-    let mut want = vec![rust_id, py_id];
+    let mut want = vec![rust_id, py_id, js_id];
     want.sort_unstable();
     assert_eq!(got, want);
 
     let mut client = connect(&addr).await;
-    for (id, tube) in [(rust_id, "rust"), (py_id, "py")] {
+    for (id, tube) in [(rust_id, "rust"), (py_id, "py"), (js_id, "js")] {
         wait_deleted(&mut client, id).await;
         let line = outcome(&worker, id).await;
         assert_eq!(line["outcome"], "deleted", "{line}");
