@@ -6,7 +6,7 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{runner, wasm};
+use crate::support::{assert_exit, error_line, runner, stderr, stdout, wasm};
 
 /// Runs `runner call MODULE TASK --kwargs KWARGS [extra...]`.
 fn call(module: &str, task: &str, kwargs: &str, extra: &[&str]) -> Output {
@@ -17,39 +17,6 @@ fn call(module: &str, task: &str, kwargs: &str, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("failed to run runner")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
-}
-
-/// Asserts the exit code, showing both streams when it differs.
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
-/// The one `error:` line on stderr, which comes last (after anything the
-/// guest itself wrote, which is copied to stderr).
-fn error_line(output: &Output) -> String {
-    let text = stderr(output);
-    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "expected one error line on stderr, got: {text}"
-    );
-    assert_eq!(text.lines().last(), Some(errors[0]), "{text}");
-    errors[0].to_string()
 }
 
 /// Stderr when it must be nothing but one `error:` line.

@@ -6,7 +6,7 @@
 
 use std::process::Output;
 
-use crate::support::{javascript_wasm, runner};
+use crate::support::{assert_exit, error_line, javascript_wasm, runner, stderr, stdout};
 
 /// Runs `runner call hello-js.wasm TASK --kwargs KWARGS`.
 fn call(task: &str, kwargs: &str) -> Output {
@@ -16,34 +16,6 @@ fn call(task: &str, kwargs: &str) -> Output {
         .args([task, "--kwargs", kwargs])
         .output()
         .expect("failed to run runner")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing both streams when it differs.
-fn assert_exit(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
-/// The one `error:` line on stderr, which comes last.
-fn error_line(output: &Output) -> String {
-    let text = stderr(output);
-    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
-    assert_eq!(errors.len(), 1, "expected one error line, got: {text}");
-    assert_eq!(text.lines().last(), Some(errors[0]), "{text}");
-    errors[0].to_string()
 }
 
 #[test]

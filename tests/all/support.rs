@@ -3,7 +3,7 @@
 //! call helpers, and the `runner` binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -184,28 +184,7 @@ pub fn runner() -> Command {
 /// componentize-py, which scripts/setup.sh installs).
 pub fn python_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let path = match std::env::var_os("BEANBOX_PY_TASKS_DIR") {
-            Some(dir) => PathBuf::from(dir).join("hello-py.wasm"),
-            None => {
-                let script =
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/hello-py/build.sh");
-                let output = Command::new(&script)
-                    .output()
-                    .unwrap_or_else(|e| panic!("failed to run {}: {e}", script.display()));
-                assert!(
-                    output.status.success(),
-                    "{} failed ({}); is componentize-py installed (scripts/setup.sh)?\n{}",
-                    script.display(),
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr),
-                );
-                PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-            }
-        };
-        assert!(path.is_file(), "{} is missing", path.display());
-        path
-    })
+    WASM.get_or_init(|| other_language_wasm("BEANBOX_PY_TASKS_DIR", "hello-py", "componentize-py"))
 }
 
 /// The JavaScript task component `hello-js.wasm` (tasks/hello-js):
@@ -215,26 +194,68 @@ pub fn python_wasm() -> &'static Path {
 /// installs).
 pub fn javascript_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let path = match std::env::var_os("BEANBOX_JS_TASKS_DIR") {
-            Some(dir) => PathBuf::from(dir).join("hello-js.wasm"),
-            None => {
-                let script =
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tasks/hello-js/build.sh");
-                let output = Command::new(&script)
-                    .output()
-                    .unwrap_or_else(|e| panic!("failed to run {}: {e}", script.display()));
-                assert!(
-                    output.status.success(),
-                    "{} failed ({}); is componentize-js installed (scripts/setup.sh)?\n{}",
-                    script.display(),
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr),
-                );
-                PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-            }
-        };
-        assert!(path.is_file(), "{} is missing", path.display());
-        path
-    })
+    WASM.get_or_init(|| other_language_wasm("BEANBOX_JS_TASKS_DIR", "hello-js", "componentize-js"))
+}
+
+/// `$<dir_env>/<task>.wasm` if that variable is set, else what
+/// `tasks/<task>/build.sh` builds and prints; `tool` names what the build
+/// needs, for the failure message.
+fn other_language_wasm(dir_env: &str, task: &str, tool: &str) -> PathBuf {
+    let path = match std::env::var_os(dir_env) {
+        Some(dir) => PathBuf::from(dir).join(format!("{task}.wasm")),
+        None => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tasks")
+                .join(task)
+                .join("build.sh");
+            let output = Command::new(&script)
+                .output()
+                .unwrap_or_else(|e| panic!("failed to run {}: {e}", script.display()));
+            assert!(
+                output.status.success(),
+                "{} failed ({}); is {tool} installed (scripts/setup.sh)?\n{}",
+                script.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr),
+            );
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        }
+    };
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// A spawned process's stdout, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A spawned process's stderr, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// The one `error:` line on stderr, which comes last (after anything the
+/// guest itself wrote, which `runner call` copies to stderr).
+pub fn error_line(output: &Output) -> String {
+    let text = stderr(output);
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected one error line on stderr, got: {text}"
+    );
+    assert_eq!(text.lines().last(), Some(errors[0]), "{text}");
+    errors[0].to_string()
 }
