@@ -9,17 +9,13 @@ use std::time::{Duration, Instant};
 
 use beanbox_queue::testing::Beanstalkd;
 use beanbox_queue::{JobState, Producer, ReplyBody};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::deploy_support::{
     Modules, Runner, assert_stays_ready, hello_version, ok, tube_stats, version_marker,
     wait_watching,
 };
-use crate::worker_support::{Replies, connect, job_stats, put, wait_deleted};
-
-fn abc() -> Value {
-    json!({"arg1": "a", "arg2": "b", "arg3": "c"})
-}
+use crate::worker_support::{Replies, abc, connect, job_stats, put, wait_deleted};
 
 /// Replacements of `hello.wasm` in the swap test: valid and invalid in turn.
 const SWAPS: u16 = 10;

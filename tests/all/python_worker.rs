@@ -13,37 +13,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use beanbox_queue::testing::Beanstalkd;
-use beanbox_queue::{JobState, Producer, ReplyBody, ReplyError};
+use beanbox_queue::{JobState, Producer};
 use serde_json::{Value, json};
 
 use crate::support;
-use crate::worker_support::{Replies, Worker, connect, eventually, put, wait_deleted, wait_state};
+use crate::worker_support::{
+    Replies, Worker, abc, connect, err, eventually, ok, put, wait_deleted, wait_state,
+};
 
 /// How long the worker may take to compile and load the Python component.
 const LOAD: Duration = Duration::from_secs(180);
 
 /// How long a job may take to come back once the worker is ready.
 const REPLY: Duration = Duration::from_secs(30);
-
-fn abc() -> Value {
-    json!({"arg1": "a", "arg2": "b", "arg3": "c"})
-}
-
-/// The `ok` value of a reply that must be a success.
-fn ok(reply: &ReplyBody) -> &Value {
-    match &reply.outcome {
-        Ok(value) => value,
-        Err(e) => panic!("job {} failed: {} ({})", reply.job, e.message, e.kind),
-    }
-}
-
-/// The error of a reply that must be a failure.
-fn err(reply: &ReplyBody) -> &ReplyError {
-    match &reply.outcome {
-        Ok(value) => panic!("job {} should have failed, returned {value}", reply.job),
-        Err(e) => e,
-    }
-}
 
 /// A compiled-code cache shared by the workers of these tests.
 fn cache_dir() -> PathBuf {

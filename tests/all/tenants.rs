@@ -15,12 +15,8 @@ use crate::deploy_support::{
 };
 use crate::support;
 use crate::worker_support::{
-    Replies, TempDir, connect, job_stats, put, run_bounded, wait_deleted, wait_state,
+    Replies, TempDir, abc, connect, job_stats, put, run_bounded, wait_deleted, wait_state,
 };
-
-fn abc() -> Value {
-    json!({"arg1": "a", "arg2": "b", "arg3": "c"})
-}
 
 /// Writes `text` as `tenants.toml` in `dir`; returns its path as a string.
 fn write_config(dir: &TempDir, text: &str) -> String {

@@ -8,34 +8,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use beanbox_queue::testing::Beanstalkd;
-use beanbox_queue::{Envelope, JobState, Producer, ReplyBody};
+use beanbox_queue::{Envelope, JobState, Producer};
 use serde_json::{Value, json};
 
 use crate::support;
 use crate::worker_support::{
-    Replies, TempDir, Worker, connect, eventually, job_stats, put, put_raw, put_with, run_bounded,
-    wait_deleted, wait_state,
+    Replies, TempDir, Worker, abc, connect, err, eventually, job_stats, ok, put, put_raw, put_with,
+    run_bounded, wait_deleted, wait_state,
 };
-
-fn abc() -> Value {
-    json!({"arg1": "a", "arg2": "b", "arg3": "c"})
-}
-
-/// The `ok` value of a reply that must be a success.
-fn ok(reply: &ReplyBody) -> &Value {
-    match &reply.outcome {
-        Ok(value) => value,
-        Err(e) => panic!("job {} failed: {} ({})", reply.job, e.message, e.kind),
-    }
-}
-
-/// The error of a reply that must be a failure.
-fn err(reply: &ReplyBody) -> &beanbox_queue::ReplyError {
-    match &reply.outcome {
-        Ok(value) => panic!("job {} should have failed, returned {value}", reply.job),
-        Err(e) => e,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_deletes_job_and_replies() {

@@ -403,3 +403,24 @@ pub async fn run_bounded(command: &mut Command, timeout: Duration) -> Output {
     }
     child.wait_with_output().expect("wait failed")
 }
+
+/// `{"arg1": "a", "arg2": "b", "arg3": "c"}`: hello's `task_one` kwargs.
+pub fn abc() -> Value {
+    json!({"arg1": "a", "arg2": "b", "arg3": "c"})
+}
+
+/// The `ok` value of a reply that must be a success.
+pub fn ok(reply: &ReplyBody) -> &Value {
+    match &reply.outcome {
+        Ok(value) => value,
+        Err(e) => panic!("job {} failed: {} ({})", reply.job, e.message, e.kind),
+    }
+}
+
+/// The error of a reply that must be a failure.
+pub fn err(reply: &ReplyBody) -> &beanbox_queue::ReplyError {
+    match &reply.outcome {
+        Ok(value) => panic!("job {} should have failed, returned {value}", reply.job),
+        Err(e) => e,
+    }
+}
