@@ -15,12 +15,14 @@
 //! backoff_secs = 1         # fractions allowed
 //! backoff_max_secs = 3600
 //! concurrency = 1          # a tenant's share of the worker: jobs at once
+//! reuse = 1                # jobs one instance may serve; 1: a fresh one per job
 //!
 //! [tenants.acme]
 //! modules = ["resize", "thumbs"]   # tube `resize` from resize.wasm, `thumbs` from thumbs.wasm
 //! tubes = { images = "resize" }    # more tubes for one of its modules
 //! concurrency = 2
 //! memory_mb = 128
+//! reuse = { thumbs = 50 }          # per module; `resize` keeps the inherited value
 //! put_tubes = ["results"]          # where its tasks may put jobs; ["*"] for anywhere
 //! env = { API_URL = "https://api.example" }
 //! dirs = [
@@ -35,8 +37,10 @@
 //! A tenant takes every key of `[defaults]` plus `modules` (required),
 //! `tubes`, `put_tubes` (default: its own tubes), `env` and `dirs` (default:
 //! none; a dir's `mode` defaults to `ro`, a relative `host` is relative to
-//! the file's directory). Settings resolve as flag, then `[defaults]`, then
-//! the tenant. A module belongs to one tenant and a tube to one module.
+//! the file's directory). Its `reuse` may also be a table of module =
+//! integer; the modules it does not name keep the inherited value. Settings
+//! resolve as flag, then `[defaults]`, then the tenant. A module belongs to
+//! one tenant and a tube to one module.
 //!
 //! An error names the file, and the line and key whenever it has them, in
 //! one line: ``tenants.toml:12: key `tenants.acme.fuel`: expected a
@@ -83,6 +87,9 @@ pub struct Tenant {
     pub grants: Grants,
     /// Where its tasks may put follow-up jobs.
     pub put_tubes: PutTubes,
+    /// Jobs one instance may serve, for every one of its modules: 1 = a
+    /// fresh instance per job (the default).
+    pub reuse: BTreeMap<String, u32>,
 }
 
 impl Tenant {
@@ -97,6 +104,13 @@ impl Tenant {
         modules.sort_unstable();
         modules.dedup();
         modules
+    }
+
+    /// Consecutive jobs of this tenant that one instance of `module` may
+    /// serve: 1 = a fresh instance per job (the default, and the answer for a
+    /// module it does not run).
+    pub fn jobs_per_instance(&self, module: &str) -> u32 {
+        self.reuse.get(module).copied().unwrap_or(1)
     }
 }
 
@@ -143,6 +157,9 @@ pub struct Defaults {
     pub backoff: Duration,
     /// The longest wait between attempts.
     pub backoff_max: Duration,
+    /// Jobs one instance may serve: 1 = a fresh instance per job (the
+    /// default).
+    pub reuse: u32,
 }
 
 impl Default for Defaults {
@@ -153,6 +170,7 @@ impl Default for Defaults {
             max_attempts: 3,
             backoff: Duration::from_secs(1),
             backoff_max: Duration::from_secs(3600),
+            reuse: 1,
         }
     }
 }
@@ -218,12 +236,12 @@ impl Config {
     /// # Errors
     ///
     /// Bad TOML, an unknown key, a value of the wrong type, a tenant without
-    /// modules, a module in two tenants, a tube served twice, a `tubes` entry
-    /// for a module the tenant does not list, an invalid tube or module name,
-    /// a zero `concurrency`, `max_attempts` or `memory_mb`, a timeout that is
-    /// not positive, a dir that is missing or not a directory, a guest path
-    /// that is not absolute, a mode other than `ro`/`rw`, or an env var name
-    /// that is empty or holds `=`.
+    /// modules, a module in two tenants, a tube served twice, a `tubes` or
+    /// `reuse` entry for a module the tenant does not list, an invalid tube or
+    /// module name, a zero `concurrency`, `max_attempts`, `memory_mb` or
+    /// `reuse`, a timeout that is not positive, a dir that is missing or not a
+    /// directory, a guest path that is not absolute, a mode other than
+    /// `ro`/`rw`, or an env var name that is empty or holds `=`.
     pub fn parse(text: &str, file: &str, defaults: &Defaults) -> Result<Config, ConfigError> {
         let base = Path::new(file).parent().unwrap_or(Path::new(""));
         parse_in(text, file, base, defaults)
@@ -251,6 +269,7 @@ impl Config {
                 backoff_max: defaults.backoff_max,
                 grants: Grants::default(),
                 put_tubes: PutTubes::Only(vec![name.clone()]),
+                reuse: BTreeMap::from([(name.clone(), defaults.reuse)]),
             })
             .collect();
         Config { tenants }
@@ -300,6 +319,7 @@ struct RawSettings {
     backoff_secs: Option<Spanned<f64>>,
     backoff_max_secs: Option<Spanned<f64>>,
     concurrency: Option<Spanned<usize>>,
+    reuse: Option<Spanned<u32>>,
 }
 
 /// `[tenants.<name>]`. The settings repeat [`RawSettings`]: serde's
@@ -320,6 +340,7 @@ struct RawTenant {
     backoff_secs: Option<Spanned<f64>>,
     backoff_max_secs: Option<Spanned<f64>>,
     concurrency: Option<Spanned<usize>>,
+    reuse: Option<Spanned<RawReuse>>,
 }
 
 impl RawTenant {
@@ -333,7 +354,52 @@ impl RawTenant {
             backoff_secs: self.backoff_secs.clone(),
             backoff_max_secs: self.backoff_max_secs.clone(),
             concurrency: self.concurrency.clone(),
+            reuse: self.reuse.as_ref().and_then(|reuse| match reuse.get_ref() {
+                RawReuse::All(n) => Some(Spanned::new(reuse.span(), *n)),
+                RawReuse::PerModule(_) => None,
+            }),
         }
+    }
+}
+
+/// A tenant's `reuse`: one value for all its modules, or a table of module
+/// = value. Deserialized by hand: an untagged enum would buffer the value and
+/// lose the spans inside the table.
+enum RawReuse {
+    All(u32),
+    PerModule(BTreeMap<Spanned<String>, Spanned<u32>>),
+}
+
+impl<'de> Deserialize<'de> for RawReuse {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawReuse;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive integer or a table of module = integer")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<RawReuse, E> {
+                u32::try_from(n)
+                    .map(RawReuse::All)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<RawReuse, E> {
+                u32::try_from(n)
+                    .map(RawReuse::All)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawReuse, A::Error> {
+                let map = serde::de::value::MapAccessDeserializer::new(map);
+                BTreeMap::deserialize(map).map(RawReuse::PerModule)
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -488,6 +554,12 @@ fn overlay(
         }
         out.concurrency = *n.get_ref();
     }
+    if let Some(n) = &raw.reuse {
+        if *n.get_ref() == 0 {
+            return Err(src.at(n, key("reuse"), "must be at least 1"));
+        }
+        out.reuse = *n.get_ref();
+    }
     Ok(out)
 }
 
@@ -625,6 +697,7 @@ fn check_tenant(
         env: check_env(src, &prefix, raw.env.as_ref())?,
         dirs: check_dirs(src, &prefix, base, raw.dirs.as_deref())?,
     };
+    let reuse = check_reuse(src, &prefix, modules, settings.reuse, raw.reuse.as_ref())?;
 
     Ok(Tenant {
         name: tenant.clone(),
@@ -636,7 +709,41 @@ fn check_tenant(
         backoff_max: settings.backoff_max,
         grants,
         put_tubes,
+        reuse,
     })
+}
+
+/// `reuse` of every module: the table's value for the modules it names, the
+/// tenant's (already in `inherited`) for the rest.
+fn check_reuse(
+    src: &Source<'_>,
+    prefix: &str,
+    modules: &[Spanned<String>],
+    inherited: u32,
+    raw: Option<&Spanned<RawReuse>>,
+) -> Result<BTreeMap<String, u32>, ConfigError> {
+    let mut reuse: BTreeMap<String, u32> = modules
+        .iter()
+        .map(|m| (m.get_ref().clone(), inherited))
+        .collect();
+    if let Some(RawReuse::PerModule(table)) = raw.map(Spanned::get_ref) {
+        for (module, n) in table {
+            let name = module.get_ref();
+            let module_key = format!("{prefix}.reuse.{}", key_segment(name));
+            let Some(slot) = reuse.get_mut(name) else {
+                return Err(src.at(
+                    module,
+                    module_key,
+                    format!("module `{name}` is not one of this tenant's `modules`"),
+                ));
+            };
+            if *n.get_ref() == 0 {
+                return Err(src.at(n, module_key, "must be at least 1"));
+            }
+            *slot = *n.get_ref();
+        }
+    }
+    Ok(reuse)
 }
 
 /// `env`: names a process could have, values without NUL.
@@ -957,11 +1064,13 @@ max_attempts = 4
 backoff_secs = 0.5
 backoff_max_secs = 90
 concurrency = 3
+reuse = 2
 
 [tenants.acme]
 modules = ["resize", "thumbs"]
 tubes = {{ images = "resize", "pics.v2" = "resize" }}
 concurrency = 2
+reuse = {{ thumbs = 50 }}
 memory_mb = 128
 fuel = 20_000_000_000
 timeout_secs = 10
@@ -1030,6 +1139,10 @@ put_tubes = ["*"]
             PutTubes::Only(vec!["results".into(), "images".into()])
         );
         assert_eq!(
+            acme.reuse,
+            BTreeMap::from([("resize".into(), 2), ("thumbs".into(), 50)])
+        );
+        assert_eq!(
             acme.grants.env,
             [
                 ("API_URL".to_string(), "https://api.example".to_string()),
@@ -1077,6 +1190,7 @@ put_tubes = ["*"]
         assert_eq!(globex.grants, Grants::default());
         assert_eq!(globex.put_tubes, PutTubes::Only(vec!["report".into()]));
         assert!(!globex.put_tubes.allows("resize"));
+        assert_eq!(globex.reuse, BTreeMap::from([("report".into(), 2)]));
 
         assert_eq!(config.tenants[1].put_tubes, PutTubes::Any);
         assert!(config.tenants[1].put_tubes.allows("whatever"));
@@ -1108,6 +1222,7 @@ put_tubes = ["*"]
             max_attempts: 2,
             backoff: Duration::from_secs(4),
             backoff_max: Duration::from_secs(8),
+            reuse: 5,
         };
         let config = Config::parse(
             "[tenants.a]\nmodules = [\"a\"]\nmax_attempts = 6\n",
@@ -1123,6 +1238,70 @@ put_tubes = ["*"]
             (a.backoff, a.backoff_max),
             (flags.backoff, flags.backoff_max)
         );
+        assert_eq!(a.jobs_per_instance("a"), 5);
+    }
+
+    #[test]
+    fn reuse_is_a_fresh_instance_per_job_unless_set() {
+        let config = parse("[tenants.a]\nmodules = [\"x\", \"y\"]\n").unwrap();
+        let a = &config.tenants[0];
+        assert_eq!(a.reuse, BTreeMap::from([("x".into(), 1), ("y".into(), 1)]));
+        assert_eq!(a.jobs_per_instance("x"), 1);
+        assert_eq!(a.jobs_per_instance("elsewhere"), 1, "an unknown module");
+    }
+
+    #[test]
+    fn reuse_as_an_integer_sets_every_module_of_the_tenant() {
+        let config = parse("[tenants.a]\nmodules = [\"x\", \"y\"]\nreuse = 10\n").unwrap();
+        let a = &config.tenants[0];
+        assert_eq!(
+            a.reuse,
+            BTreeMap::from([("x".into(), 10), ("y".into(), 10)])
+        );
+        assert_eq!(a.jobs_per_instance("y"), 10);
+    }
+
+    #[test]
+    fn reuse_as_a_table_sets_the_modules_it_names_and_others_inherit() {
+        let flags = Defaults {
+            reuse: 3,
+            ..Defaults::default()
+        };
+        let text = "[tenants.a]\nmodules = [\"x\", \"y\", \"hello.py\"]\n\
+                    reuse = { \"hello.py\" = 50, x = 7 }\n";
+        let a = Config::parse(text, FILE, &flags).unwrap().tenants.remove(0);
+        assert_eq!(a.jobs_per_instance("hello.py"), 50);
+        assert_eq!(a.jobs_per_instance("x"), 7);
+        assert_eq!(a.jobs_per_instance("y"), 3, "from the flag");
+
+        let text = format!("[defaults]\nreuse = 4\n{text}");
+        let a = Config::parse(&text, FILE, &flags)
+            .unwrap()
+            .tenants
+            .remove(0);
+        assert_eq!(a.jobs_per_instance("hello.py"), 50);
+        assert_eq!(
+            a.jobs_per_instance("y"),
+            4,
+            "from [defaults], over the flag"
+        );
+    }
+
+    #[test]
+    fn reuse_resolves_as_flag_then_defaults_then_tenant() {
+        let flags = Defaults {
+            reuse: 3,
+            ..Defaults::default()
+        };
+        let tenants = "[tenants.a]\nmodules = [\"x\"]\nreuse = 8\n[tenants.b]\nmodules = [\"y\"]\n";
+        let config = Config::parse(tenants, FILE, &flags).unwrap();
+        assert_eq!(config.tenants[0].jobs_per_instance("x"), 8);
+        assert_eq!(config.tenants[1].jobs_per_instance("y"), 3);
+
+        let config =
+            Config::parse(&format!("[defaults]\nreuse = 6\n{tenants}"), FILE, &flags).unwrap();
+        assert_eq!(config.tenants[0].jobs_per_instance("x"), 8);
+        assert_eq!(config.tenants[1].jobs_per_instance("y"), 6);
     }
 
     #[test]
@@ -1134,6 +1313,7 @@ put_tubes = ["*"]
     fn implicit_config_makes_every_module_its_own_tenant() {
         let defaults = Defaults {
             concurrency: 2,
+            reuse: 20,
             ..Defaults::default()
         };
         let modules = ["thumbs".to_string(), "hello".into(), "thumbs".into()];
@@ -1147,6 +1327,8 @@ put_tubes = ["*"]
         assert_eq!(hello.max_attempts, defaults.max_attempts);
         assert_eq!(hello.grants, Grants::default());
         assert_eq!(hello.put_tubes, PutTubes::Only(vec!["hello".into()]));
+        assert_eq!(hello.reuse, BTreeMap::from([("hello".into(), 20)]));
+        assert_eq!(hello.jobs_per_instance("hello"), 20);
         assert_eq!(config.route("thumbs").unwrap().1, "thumbs");
         assert_eq!(config.tenant_for_module("thumbs").unwrap().name, "thumbs");
     }
@@ -1262,6 +1444,36 @@ put_tubes = ["*"]
             "expected a table",
         );
         assert_error(
+            "[tenants.acme]\nmodules = [\"a\"]\nreuse = \"lots\"\n",
+            3,
+            "tenants.acme.reuse",
+            "expected a positive integer or a table of module = integer, got string \"lots\"",
+        );
+        assert_error(
+            "[tenants.acme]\nmodules = [\"a\"]\nreuse = -1\n",
+            3,
+            "tenants.acme.reuse",
+            "expected a positive integer or a table of module = integer, got integer `-1`",
+        );
+        assert_error(
+            "[tenants.acme]\nmodules = [\"a\"]\nreuse = 1.5\n",
+            3,
+            "tenants.acme.reuse",
+            "expected a positive integer or a table of module = integer, got floating point",
+        );
+        assert_error(
+            "[tenants.acme]\nmodules = [\"a\", \"b\"]\n[tenants.acme.reuse]\na = 2\nb = \"many\"\n",
+            5,
+            "tenants.acme.reuse.b",
+            "expected a non-negative 32-bit integer, got string \"many\"",
+        );
+        assert_error(
+            "[defaults]\nreuse = { a = 2 }\n",
+            2,
+            "defaults.reuse",
+            "expected a non-negative 32-bit integer",
+        );
+        assert_error(
             "[tenants.acme]\nmodules = [\"a\"]\ndirs = [{ host = \"/\" }]\n",
             3,
             "tenants.acme.dirs[0]",
@@ -1330,6 +1542,16 @@ put_tubes = ["*"]
     }
 
     #[test]
+    fn rejects_reuse_for_a_module_the_tenant_does_not_list() {
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\"]\n[tenants.a.reuse]\nx = 2\nhello-py = 50\n",
+            5,
+            "tenants.a.reuse.hello-py",
+            "module `hello-py` is not one of this tenant's `modules`",
+        );
+    }
+
+    #[test]
     fn rejects_invalid_tube_names() {
         assert_error(
             "[tenants.a]\nmodules = [\"x\"]\ntubes = { \"-bad\" = \"x\" }\n",
@@ -1393,6 +1615,24 @@ put_tubes = ["*"]
             "[defaults]\nconcurrency = 0\n",
             2,
             "defaults.concurrency",
+            "must be at least 1",
+        );
+        assert_error(
+            &format!("{tenant}reuse = 0\n"),
+            3,
+            "tenants.a.reuse",
+            "must be at least 1",
+        );
+        assert_error(
+            "[defaults]\nreuse = 0\n",
+            2,
+            "defaults.reuse",
+            "must be at least 1",
+        );
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\", \"hello.py\"]\n[tenants.a.reuse]\nx = 2\n\"hello.py\" = 0\n",
+            5,
+            "tenants.a.reuse.\"hello.py\"",
             "must be at least 1",
         );
         assert_error(

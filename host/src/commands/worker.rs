@@ -46,6 +46,12 @@ pub struct WorkerArgs {
     /// unless its config says otherwise.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// Jobs one instance may serve before it is replaced (1: a fresh
+    /// instance per job), unless its config says otherwise. Only consecutive
+    /// jobs of one tenant ever share an instance; a failed job always
+    /// discards it. Worth it for heavy runtimes (Python, JavaScript).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reuse: u32,
     /// Attempts before a failing job (guest error, trap, timeout) is buried.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
@@ -111,6 +117,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         max_attempts: args.max_attempts,
         backoff: Duration::from_secs(args.backoff),
         backoff_max: Duration::from_secs(args.backoff_max),
+        reuse: args.reuse,
     };
     let tenants = match &args.config {
         Some(path) => Tenants::File {
