@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Defaults, PutTubes, Tenant};
 use crate::registry::Registry;
 use crate::sandbox::{
-    AttemptCell, CallContext, CallError, JobInfo, Level, PutError, PutRequest, Services,
-    host::PutFuture,
+    AttemptCell, CallContext, CallError, JobInfo, KeptInstance, Level, PutError, PutRequest,
+    Services, host::PutFuture,
 };
 
 /// Where a worker (or one tenant's slots) is in its life.
@@ -345,6 +345,9 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
     // Set when a connection was lost or could not be opened, so that the
     // next successful open is logged even when it is the first try.
     let mut lost = false;
+    // The instance kept from this slot's last job, when its tenant allows
+    // reuse: only this slot's own consecutive jobs ever run in it.
+    let mut kept = KeptInstance::default();
     'connect: while *phase.borrow() == Phase::Running {
         let tubes = ctx.active_tubes();
         if tubes.is_empty() {
@@ -410,7 +413,7 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
                 },
             };
             let result = match reserved {
-                Ok(job) => handle(&ctx, &mut conn, job, &mut phase).await,
+                Ok(job) => handle(&ctx, &mut conn, &mut kept, job, &mut phase).await,
                 Err(e) if e.is_timeout() || e.is_deadline_soon() => {
                     Ok(Settled::Done { next: None })
                 }
@@ -479,6 +482,7 @@ const FACTS_AFTER: Duration = Duration::from_millis(250);
 async fn handle(
     ctx: &SlotContext,
     conn: &mut Conn,
+    kept: &mut KeptInstance,
     job: Job,
     phase: &mut watch::Receiver<Phase>,
 ) -> beanbox_queue::Result<Settled> {
@@ -504,13 +508,9 @@ async fn handle(
             return Ok(Settled::Done { next: None });
         }
     };
-    let module = ctx
-        .tenant
-        .routes
-        .iter()
-        .find(|r| r.tube == tube)
-        .and_then(|r| ctx.registry.get(&r.module));
-    let Some(module) = module else {
+    let route = ctx.tenant.routes.iter().find(|r| r.tube == tube);
+    let module = route.and_then(|r| ctx.registry.get(&r.module).map(|m| (m, &r.module)));
+    let Some((module, module_name)) = module else {
         // The module was removed after the reserve: leave the job untouched.
         // Closing the connection puts it back without counting an attempt.
         tracing::warn!(job = job.id, tube = %tube, "module gone; leaving the job queued");
@@ -533,7 +533,14 @@ async fn handle(
         grants: ctx.grants.clone(),
         attempt: cell.clone(),
     };
-    let call = module.call(&envelope.task, &envelope.kwargs, &call_ctx);
+    let jobs_per_instance = ctx.tenant.jobs_per_instance(module_name);
+    let call = module.call_reusing(
+        &envelope.task,
+        &envelope.kwargs,
+        &call_ctx,
+        kept,
+        jobs_per_instance,
+    );
     tokio::pin!(call);
 
     let mut outcome = None;
@@ -694,6 +701,8 @@ fn deadline_outcome(task: &str, ttr: Duration, started: Instant) -> crate::sandb
         stdout: Vec::new(),
         stderr: Vec::new(),
         elapsed: started.elapsed(),
+        // Stopped mid-call: its instance, fresh or kept, is gone.
+        instance_jobs: 0,
     }
 }
 
@@ -728,6 +737,7 @@ fn log_finished(
     elapsed: Duration,
 ) {
     let fuel = outcome.fuel_used;
+    let instance_jobs = outcome.instance_jobs;
     // Whole microseconds: prints as 0.706, not 0.7059460000000001.
     let ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     let reason = outcome.result.as_ref().err().map(CallError::to_string);
@@ -741,6 +751,7 @@ fn log_finished(
                 outcome = "deleted",
                 ms,
                 fuel,
+                instance_jobs,
                 "job done"
             );
         }
@@ -753,6 +764,7 @@ fn log_finished(
             delay,
             ms,
             fuel,
+            instance_jobs,
             reason = reason.as_deref().unwrap_or(""),
             "job failed; retrying"
         ),
@@ -764,6 +776,7 @@ fn log_finished(
             outcome = "buried",
             ms,
             fuel,
+            instance_jobs,
             reason = reason.as_deref().unwrap_or(""),
             "job failed"
         ),

@@ -19,6 +19,14 @@ export function describeJob() {
   return `id=${job.id} tube=${job.tube} task=${job.task} attempt=${job.attempt}`;
 }
 
+// Calls this instance has served: module state lives as long as the instance.
+let calls = 0;
+
+export function countCalls() {
+  calls += 1;
+  return calls;
+}
+
 export function boom(message) {
   throw new Error(message);
 }

@@ -10,6 +10,9 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import job, log, queue
 
+# Calls this instance has served: module state lives as long as the instance.
+calls = 0
+
 
 class WitWorld(wit_world.WitWorld):
     def task_one(self, arg1: str, arg2: str, arg3: str) -> str:
@@ -33,6 +36,11 @@ class WitWorld(wit_world.WitWorld):
 
     def boom(self, message: str) -> str:
         raise RuntimeError(message)
+
+    def count_calls(self) -> int:
+        global calls
+        calls += 1
+        return calls
 
     def spin(self) -> None:
         # Never returns: the host stops it when fuel or the deadline runs out.

@@ -17,5 +17,6 @@ mod limits;
 mod put;
 mod python;
 mod python_worker;
+mod reuse;
 mod tenants;
 mod worker;

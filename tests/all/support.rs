@@ -7,7 +7,9 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use beanbox::sandbox::{CallContext, CallError, FailureClass, Limits, Module, Outcome, Sandbox};
+use beanbox::sandbox::{
+    CallContext, CallError, CodeCache, FailureClass, Limits, Module, Outcome, Sandbox,
+};
 use serde_json::{Map, Value};
 
 /// The components every test run needs.
@@ -195,6 +197,32 @@ pub fn python_wasm() -> &'static Path {
 pub fn javascript_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| other_language_wasm("BEANBOX_JS_TASKS_DIR", "hello-js", "componentize-js"))
+}
+
+/// [`python_wasm`] compiled in the shared sandbox, once per run (and
+/// cached under the target dir across runs: it is an 18 MB component).
+pub fn python_module() -> Module {
+    static MODULE: OnceLock<Module> = OnceLock::new();
+    MODULE.get_or_init(|| cached_module(python_wasm())).clone()
+}
+
+/// [`javascript_wasm`] compiled in the shared sandbox, once per run (and
+/// cached under the target dir across runs).
+pub fn javascript_module() -> Module {
+    static MODULE: OnceLock<Module> = OnceLock::new();
+    MODULE
+        .get_or_init(|| cached_module(javascript_wasm()))
+        .clone()
+}
+
+fn cached_module(path: &Path) -> Module {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("in-process-cache");
+    let cache = CodeCache::new(&dir)
+        .unwrap_or_else(|e| panic!("cannot use cache dir {}: {e}", dir.display()));
+    sandbox()
+        .load_file_cached(path, &cache)
+        .unwrap_or_else(|e| panic!("failed to load {}: {e}", path.display()))
+        .0
 }
 
 /// `$<dir_env>/<task>.wasm` if that variable is set, else what

@@ -1,8 +1,11 @@
 //! The sandbox: compiles task components, lists their exports, and calls one
 //! export per job in a fresh store under fuel, memory, wall-clock and output
-//! limits, with WASI granting nothing. It knows nothing of beanstalkd.
+//! limits, with WASI granting nothing; or, when asked, in an instance kept
+//! from the caller's previous job ([`Module::call_reusing`]). It knows
+//! nothing of beanstalkd.
 
 mod cache;
+mod capture;
 mod convert;
 mod error;
 pub mod host;
@@ -17,10 +20,9 @@ use anyhow::Context as _;
 use serde_json::{Map, Value};
 use wasmtime::component::types::{ComponentItem, Type};
 use wasmtime::component::{
-    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, Val,
+    Component, ComponentExportIndex, Instance, InstancePre, Linker, ResourceTable, Val,
 };
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use cache::{CacheKey, CacheOutcome, CodeCache};
@@ -35,6 +37,7 @@ pub use limits::{
     DEFAULT_TIMEOUT, Limits,
 };
 
+use capture::Capture;
 use limits::Limiter;
 
 /// How often the epoch ticks: the granularity of wall-clock deadlines and of
@@ -345,8 +348,12 @@ pub struct Outcome {
     pub stdout: Vec<u8>,
     /// What the guest wrote to stderr (up to the cap).
     pub stderr: Vec<u8>,
-    /// Wall-clock time of instantiation and call.
+    /// Wall-clock time of instantiation (when there was one) and call.
     pub elapsed: Duration,
+    /// Jobs the instance has served, this one included: 1 for a fresh
+    /// instance, more for a kept one ([`Module::call_reusing`]), 0 when the
+    /// call never reached an instance (unknown task, bad kwargs).
+    pub instance_jobs: u32,
 }
 
 /// WASI capabilities beyond the bare sandbox. The default grants nothing.
@@ -449,7 +456,45 @@ impl Module {
         kwargs: &Map<String, Value>,
         ctx: &CallContext,
     ) -> Outcome {
+        self.call_in(task, kwargs, ctx, None).await
+    }
+
+    /// Calls `task` like [`Module::call`], but in the instance `kept` holds
+    /// when it is this module's (this very version, same limits and grants)
+    /// and has served fewer than `jobs_per_instance` jobs; otherwise in a
+    /// fresh one, which `kept` then holds if the call succeeds and
+    /// `jobs_per_instance` allows another job.
+    ///
+    /// The instance is taken out of `kept` when the call starts and put back
+    /// only when it succeeds: a failed call (guest error, trap, any limit,
+    /// bad kwargs) discards it, and so does dropping the call unfinished.
+    /// Each call gets its own fuel, deadline, output caps, job facts and
+    /// services; the instance's memory, globals and WASI state carry over,
+    /// and its memory counts against `ctx.limits.memory_bytes` for its whole
+    /// life.
+    pub async fn call_reusing(
+        &self,
+        task: &str,
+        kwargs: &Map<String, Value>,
+        ctx: &CallContext,
+        kept: &mut KeptInstance,
+        jobs_per_instance: u32,
+    ) -> Outcome {
+        self.call_in(task, kwargs, ctx, Some((kept, jobs_per_instance)))
+            .await
+    }
+
+    async fn call_in(
+        &self,
+        task: &str,
+        kwargs: &Map<String, Value>,
+        ctx: &CallContext,
+        mut reuse: Option<(&mut KeptInstance, u32)>,
+    ) -> Outcome {
         let started = Instant::now();
+        // Out of the slot before anything else: only a call that succeeds
+        // puts it back, so a failed or abandoned one never leaves it behind.
+        let kept = reuse.as_mut().and_then(|(slot, _)| slot.kept.take());
         let prepared = self.task(task).and_then(|t| {
             convert::kwargs_to_params(&t.params, kwargs)
                 .map(|params| (t, params))
@@ -467,44 +512,34 @@ impl Module {
                     stdout: Vec::new(),
                     stderr: Vec::new(),
                     elapsed: started.elapsed(),
+                    instance_jobs: 0,
                 };
             }
         };
         let limits = ctx.limits;
-        let stdout = MemoryOutputPipe::new(limits.output_bytes);
-        let stderr = MemoryOutputPipe::new(limits.output_bytes);
-        // Nothing is inherited: no files, env, args or network beyond the
-        // grants, which name each directory and variable.
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .envs(&ctx.grants.env);
-        let mut grant_error = None;
-        for dir in &ctx.grants.dirs {
-            let perms = if dir.writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
-            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
-                grant_error = Some(format!(
-                    "cannot open granted directory {}: {e:#}",
-                    dir.host.display()
-                ));
+        let kept = kept.filter(|k| k.serves(&self.inner, ctx));
+        let (mut store, mut instance, stdout, stderr, jobs, setup) = match kept {
+            Some(k) => {
+                k.stdout.reset(limits.output_bytes);
+                k.stderr.reset(limits.output_bytes);
+                let mut store = k.store;
+                store.data_mut().start_job(ctx);
+                (
+                    store,
+                    Some(k.instance),
+                    k.stdout,
+                    k.stderr,
+                    k.jobs + 1,
+                    Ok(()),
+                )
             }
-        }
-        let wasi = wasi.build();
-        let state = State {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter::new(&limits),
-            job: ctx.job.clone(),
-            attempt: ctx.attempt.clone(),
-            services: ctx.services.clone(),
-            log_budget: limits.output_bytes,
+            None => {
+                let stdout = Capture::new(limits.output_bytes);
+                let stderr = Capture::new(limits.output_bytes);
+                let (store, setup) = self.fresh_store(ctx, &stdout, &stderr);
+                (store, None, stdout, stderr, 1, setup)
+            }
         };
-        let mut store = Store::new(self.inner.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
         let options = self.inner.options;
         let fueled = if options.fuel {
             // Yielding every few milliseconds of fuel keeps a spinning guest
@@ -513,15 +548,11 @@ impl Module {
             store
                 .set_fuel(limits.fuel)
                 .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL)))
+                .map_err(|e| format!("{e:#}"))
         } else {
             Ok(())
         };
-        let mut result = match (fueled, grant_error) {
-            (Ok(()), None) => Ok(()),
-            (Err(e), _) => Err(format!("{e:#}")),
-            (Ok(()), Some(message)) => Err(message),
-        }
-        .map_err(|message| CallError::Trap {
+        let mut result = setup.and(fueled).map_err(|message| CallError::Trap {
             task: task.name.clone(),
             message,
         });
@@ -541,7 +572,7 @@ impl Module {
 
         let mut value = Value::Null;
         if result.is_ok() {
-            let run = run(&self.inner.pre, &mut store, task, &params);
+            let run = run(&self.inner.pre, &mut store, &mut instance, task, &params);
             // Epochs interrupt at the deadline itself (the timeout is then
             // only for a guest blocked in a host call); without them, the
             // timeout is the deadline.
@@ -576,14 +607,129 @@ impl Module {
         let fuel_used = limits
             .fuel
             .saturating_sub(store.get_fuel().unwrap_or(limits.fuel));
-        drop(store);
-        Outcome {
+        let outcome = Outcome {
             result: result.map(|()| value),
             fuel_used,
             stdout: stdout.contents().to_vec(),
             stderr: stderr.contents().to_vec(),
             elapsed: started.elapsed(),
+            instance_jobs: jobs,
+        };
+        if let (Some((slot, max_jobs)), Some(instance), Ok(_)) = (reuse, instance, &outcome.result)
+            && jobs < max_jobs
+        {
+            slot.kept = Some(Kept {
+                module: self.inner.clone(),
+                store,
+                instance,
+                stdout,
+                stderr,
+                limits,
+                grants: ctx.grants.clone(),
+                jobs,
+            });
         }
+        outcome
+    }
+
+    /// A new store for one call (or the first of a kept instance's calls):
+    /// WASI with the grants and the captures, the job's facts, the limiter.
+    /// The error says why a grant could not be made.
+    fn fresh_store(
+        &self,
+        ctx: &CallContext,
+        stdout: &Capture,
+        stderr: &Capture,
+    ) -> (Store<State>, Result<(), String>) {
+        let limits = ctx.limits;
+        // Nothing is inherited: no files, env, args or network beyond the
+        // grants, which name each directory and variable.
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&ctx.grants.env);
+        let mut setup = Ok(());
+        for dir in &ctx.grants.dirs {
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
+                setup = Err(format!(
+                    "cannot open granted directory {}: {e:#}",
+                    dir.host.display()
+                ));
+            }
+        }
+        let state = State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(&limits),
+            job: ctx.job.clone(),
+            attempt: ctx.attempt.clone(),
+            services: ctx.services.clone(),
+            log_budget: limits.output_bytes,
+        };
+        let mut store = Store::new(self.inner.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        (store, setup)
+    }
+}
+
+/// Where [`Module::call_reusing`] keeps an instance between calls: empty, or
+/// one instance with the jobs it has served. One per worker slot, so only
+/// that slot's (one tenant's) consecutive jobs ever share an instance.
+#[derive(Default)]
+pub struct KeptInstance {
+    kept: Option<Kept>,
+}
+
+impl std::fmt::Debug for KeptInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptInstance")
+            .field("module", &self.kept.as_ref().map(|k| &k.module.name))
+            .field("jobs", &self.jobs())
+            .finish()
+    }
+}
+
+impl KeptInstance {
+    /// Jobs the kept instance has served, if one is kept.
+    pub fn jobs(&self) -> Option<u32> {
+        self.kept.as_ref().map(|k| k.jobs)
+    }
+
+    /// Drops the kept instance, if any.
+    pub fn clear(&mut self) {
+        self.kept = None;
+    }
+}
+
+/// A live instance, its store and what it was built for.
+struct Kept {
+    module: Arc<ModuleInner>,
+    store: Store<State>,
+    instance: Instance,
+    stdout: Capture,
+    stderr: Capture,
+    limits: Limits,
+    grants: Arc<Grants>,
+    jobs: u32,
+}
+
+impl Kept {
+    /// Whether a call of `module` under `ctx` may run in this instance: the
+    /// same loaded version, with the same caps (only the deadline may
+    /// differ, e.g. cut to a job's TTR) and the same grants.
+    fn serves(&self, module: &Arc<ModuleInner>, ctx: &CallContext) -> bool {
+        let same_caps = Limits {
+            timeout: ctx.limits.timeout,
+            ..self.limits
+        } == ctx.limits;
+        Arc::ptr_eq(&self.module, module)
+            && same_caps
+            && (Arc::ptr_eq(&self.grants, &ctx.grants) || self.grants == ctx.grants)
     }
 }
 
@@ -598,13 +744,18 @@ impl From<wasmtime::Error> for RunError {
     }
 }
 
+/// Calls `task` in `instance`, instantiating it first when there is none.
 async fn run(
     pre: &InstancePre<State>,
     store: &mut Store<State>,
+    instance: &mut Option<Instance>,
     task: &Task,
     params: &[Val],
 ) -> Result<Value, RunError> {
-    let instance = pre.instantiate_async(&mut *store).await?;
+    let instance = match *instance {
+        Some(live) => live,
+        None => *instance.insert(pre.instantiate_async(&mut *store).await?),
+    };
     let func = instance.get_func(&mut *store, task.index).ok_or_else(|| {
         wasmtime::format_err!("export `{}` vanished after instantiation", task.name)
     })?;
@@ -627,7 +778,7 @@ fn classify(
     task: &Task,
     limits: &Limits,
     store: &Store<State>,
-    stderr: &MemoryOutputPipe,
+    stderr: &Capture,
 ) -> CallError {
     let name = task.name.clone();
     match error.downcast_ref::<Trap>() {
@@ -675,12 +826,12 @@ fn classify(
 fn output_overflow(
     task: &Task,
     limits: &Limits,
-    stdout: &MemoryOutputPipe,
-    stderr: &MemoryOutputPipe,
+    stdout: &Capture,
+    stderr: &Capture,
 ) -> Option<CallError> {
     [("stdout", stdout), ("stderr", stderr)]
         .into_iter()
-        .find(|(_, pipe)| pipe.contents().len() >= limits.output_bytes)
+        .find(|(_, pipe)| pipe.is_full())
         .map(|(stream, _)| CallError::Output {
             task: task.name.clone(),
             stream,
@@ -906,6 +1057,18 @@ pub(crate) struct State {
     attempt: Option<Arc<AttemptCell>>,
     services: SharedServices,
     log_budget: usize,
+}
+
+impl State {
+    /// Readies a kept instance's state for its next job: that job's facts,
+    /// services and log budget, and no memory refusal on record.
+    fn start_job(&mut self, ctx: &CallContext) {
+        self.job = ctx.job.clone();
+        self.attempt = ctx.attempt.clone();
+        self.services = ctx.services.clone();
+        self.log_budget = ctx.limits.output_bytes;
+        self.limiter.memory_refused = false;
+    }
 }
 
 impl WasiView for State {
