@@ -225,6 +225,13 @@ impl Drop for Runner {
     }
 }
 
+/// Writes `text` as `tenants.toml` in `dir`; returns its path as a string.
+pub fn write_config(dir: &TempDir, text: &str) -> String {
+    let path = dir.path().join("tenants.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// A tube's stats, or `None` when beanstalkd does not know the tube (no job
 /// and no connection ever touched it, or all have gone).
 pub async fn tube_stats(client: &mut Client, tube: &str) -> Option<TubeStats> {

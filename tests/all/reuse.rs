@@ -15,7 +15,7 @@ use beanbox_queue::Producer;
 use beanbox_queue::testing::Beanstalkd;
 use serde_json::{Value, json};
 
-use crate::deploy_support::{Modules, Runner, wait_watching};
+use crate::deploy_support::{Modules, Runner, wait_watching, write_config};
 use crate::support::{self, object};
 use crate::worker_support::{Replies, TempDir, connect, err, ok, put};
 
@@ -275,13 +275,6 @@ const LOAD: Duration = Duration::from_secs(180);
 
 /// How long a job may take to come back once the worker is ready.
 const REPLY: Duration = Duration::from_secs(30);
-
-/// Writes `text` as `tenants.toml` in `dir`; returns its path as a string.
-fn write_config(dir: &TempDir, text: &str) -> String {
-    let path = dir.path().join("tenants.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
 
 /// Starts `runner --modules DIR ARGS` with its code cache shared by these
 /// tests, and waits until each of `tubes` is watched.

@@ -12,18 +12,12 @@ use serde_json::{Value, json};
 
 use crate::deploy_support::{
     Modules, Runner, assert_stays_ready, err, ok, replies_by_job, tube_stats, wait_watching,
+    write_config,
 };
 use crate::support;
 use crate::worker_support::{
     Replies, TempDir, abc, connect, job_stats, put, run_bounded, wait_deleted, wait_state,
 };
-
-/// Writes `text` as `tenants.toml` in `dir`; returns its path as a string.
-fn write_config(dir: &TempDir, text: &str) -> String {
-    let path = dir.path().join("tenants.toml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
 
 /// Starts a worker on `modules` with the tenants file `config`.
 fn start(addr: &str, modules: &Modules, config: &str, env: &[(&str, &str)]) -> Runner {
