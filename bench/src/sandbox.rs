@@ -1,16 +1,20 @@
 //! Section b: what one job costs the sandbox, in process: `Module::call` of
 //! hello's `task_one` (new store, instantiate from the `InstancePre`, call,
 //! drop) timed call by call on a current-thread runtime, for each engine
-//! configuration.
+//! configuration; then with an instance kept between calls
+//! (`Module::call_reusing`), for the Rust, Python and JavaScript task.
 
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use beanbox::sandbox::{Allocator, CallContext, Limits, Sandbox, SandboxOptions};
+use beanbox::sandbox::{Allocator, CallContext, KeptInstance, Limits, Sandbox, SandboxOptions};
 use serde_json::{Map, Value, json};
 
 use crate::Ctx;
 use crate::report::{Goal, Table, percentile};
+
+/// Calls one instance serves in the reuse rows.
+const REUSE: u32 = 100;
 
 /// The configurations measured; the first is the worker's.
 const VARIANTS: [(&str, SandboxOptions); 4] = [
@@ -98,27 +102,42 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
             format!("{:.0}", cost.max),
         ]);
     }
-    // Components of other languages, when built (scripts/bench.sh builds
-    // them): the same task in Python and in JavaScript, fresh instance each.
+    // Instance reuse (opt-in, `reuse` in the tenants file), then components
+    // of other languages when built (scripts/bench.sh builds them): the same
+    // task in Python and in JavaScript, each with a fresh instance per call
+    // and with one instance kept for up to REUSE calls.
     let built = ctx
         .paths
         .tasks
         .parent()
         .and_then(|p| p.parent())
         .map(|t| t.to_path_buf());
-    for (name, rel) in [
+    let components = [
+        // Its fresh-instance row is the table's first.
         (
-            "hello-py (Python, componentize-py), pooling, fuel",
-            "py/hello-py.wasm",
+            "hello (Rust)",
+            Some(ctx.paths.wasm("hello")),
+            calls,
+            default_p50,
         ),
         (
-            "hello-js (JavaScript, componentize-js), pooling, fuel",
-            "js/hello-js.wasm",
+            "hello-py (Python, componentize-py)",
+            built.as_ref().map(|t| t.join("py/hello-py.wasm")),
+            calls / 40 + 50,
+            None,
         ),
-    ] {
-        let Some(path) = built.as_ref().map(|t| t.join(rel)).filter(|p| p.is_file()) else {
+        (
+            "hello-js (JavaScript, componentize-js)",
+            built.as_ref().map(|t| t.join("js/hello-js.wasm")),
+            calls / 40 + 50,
+            None,
+        ),
+    ];
+    let mut reuse_notes = Vec::new();
+    for (language, path, calls, measured_fresh) in components {
+        let Some(path) = path.filter(|p| p.is_file()) else {
             table.row(vec![
-                format!("{name}: not built"),
+                format!("{language}: not built"),
                 "–".into(),
                 "–".into(),
                 "–".into(),
@@ -126,29 +145,56 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
             ]);
             continue;
         };
-        let (warmup, calls) = (warmup / 20 + 5, calls / 40 + 50);
-        match measure_file(&path, VARIANTS[0].1, &kwargs, warmup, calls).await {
-            Ok(cost) => {
-                eprintln!("  {name}: p50 {:.1} µs, p99 {:.1} µs", cost.p50, cost.p99);
-                table.row(vec![
-                    format!("{name} ({calls} calls)"),
-                    format!("{:.1}", cost.p50),
-                    format!("{:.1}", cost.p99),
-                    format!("{:.1}", cost.mean),
-                    format!("{:.0}", cost.max),
-                ]);
+        let warmup = (calls / 10).max(5);
+        let mut fresh_p50 = measured_fresh;
+        for reuse in [1, REUSE] {
+            if reuse == 1 && measured_fresh.is_some() {
+                continue;
             }
-            Err(e) => table.row(vec![
-                format!("{name}: {e:#}"),
-                "–".into(),
-                "–".into(),
-                "–".into(),
-                "–".into(),
-            ]),
+            let name = if reuse == 1 {
+                format!("{language}, fresh instance ({calls} calls)")
+            } else {
+                format!("{language}, instance reused for ≤ {reuse} calls ({calls} calls)")
+            };
+            match measure_file(&path, VARIANTS[0].1, &kwargs, warmup, calls, reuse).await {
+                Ok(cost) => {
+                    eprintln!("  {name}: p50 {:.1} µs, p99 {:.1} µs", cost.p50, cost.p99);
+                    match (reuse, fresh_p50) {
+                        (1, _) => fresh_p50 = Some(cost.p50),
+                        (_, Some(fresh)) => {
+                            reuse_notes.push(format!("{language} {:.0}x", fresh / cost.p50))
+                        }
+                        _ => {}
+                    }
+                    table.row(vec![
+                        name,
+                        format!("{:.1}", cost.p50),
+                        format!("{:.1}", cost.p99),
+                        format!("{:.1}", cost.mean),
+                        format!("{:.0}", cost.max),
+                    ]);
+                }
+                Err(e) => table.row(vec![
+                    format!("{name}: {e:#}"),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                ]),
+            }
         }
     }
+    if !reuse_notes.is_empty() {
+        table.note(format!(
+            "Reuse speed-up, fresh p50 / reused p50 (same run): {}. A reused call skips the store, \
+             WASI context and instantiation (and the runtime's own start-up: Python's and \
+             JavaScript's interpreters initialise per instance); every {REUSE}th call still \
+             pays for a fresh instance, in the p99.",
+            reuse_notes.join(", ")
+        ));
+    }
     table.note(
-        "Each call is `Module::call`: kwargs → typed params, a fresh `Store` with WASI (nothing granted) and limits, \
+        "Each fresh-instance call is `Module::call`: kwargs → typed params, a fresh `Store` with WASI (nothing granted) and limits, \
          instantiate from the module's `InstancePre` (the host always pre-links; there is no non-InstancePre path to compare), \
          the call (task_one logs one line through the host: no subscriber in the bench, so it costs the call only) and the drop. \
          Single thread, tokio current-thread runtime, the bench process unpinned.",
@@ -178,25 +224,30 @@ async fn measure(
     warmup: usize,
     calls: usize,
 ) -> anyhow::Result<Cost> {
-    measure_file(&ctx.paths.wasm("hello"), options, kwargs, warmup, calls).await
+    measure_file(&ctx.paths.wasm("hello"), options, kwargs, warmup, calls, 1).await
 }
 
 /// [`measure`] for the component at `path` (whose `task_one` joins its
-/// three arguments).
+/// three arguments), with an instance serving up to `reuse` calls (1: a
+/// fresh one each call, as `Module::call`).
 async fn measure_file(
     path: &std::path::Path,
     options: SandboxOptions,
     kwargs: &Map<String, Value>,
     warmup: usize,
     calls: usize,
+    reuse: u32,
 ) -> anyhow::Result<Cost> {
     let sandbox = Sandbox::with_options(options)?;
     let module = sandbox
         .load_file(path)
         .with_context(|| format!("cannot load {}", path.display()))?;
     let call_ctx = CallContext::standalone("task_one", Limits::default());
+    let mut kept = KeptInstance::default();
     for _ in 0..warmup {
-        let outcome = module.call("task_one", kwargs, &call_ctx).await;
+        let outcome = module
+            .call_reusing("task_one", kwargs, &call_ctx, &mut kept, reuse)
+            .await;
         if outcome.result.as_ref().ok() != Some(&json!("123")) {
             bail!("task_one returned {:?}", outcome.result);
         }
@@ -204,7 +255,9 @@ async fn measure_file(
     let mut micros = Vec::with_capacity(calls);
     for _ in 0..calls {
         let started = Instant::now();
-        let outcome = module.call("task_one", kwargs, &call_ctx).await;
+        let outcome = module
+            .call_reusing("task_one", kwargs, &call_ctx, &mut kept, reuse)
+            .await;
         micros.push(started.elapsed().as_secs_f64() * 1e6);
         if outcome.result.is_err() {
             bail!("task_one failed: {:?}", outcome.result);
