@@ -8,7 +8,7 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    commands::init_logging(&cli.global);
+    commands::init_logging(&cli);
     match commands::execute(cli) {
         Ok(code) => code,
         Err(e) => {

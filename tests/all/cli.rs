@@ -2,11 +2,14 @@
 //! and exits 0, or prints one line on stderr and exits 2 (bad input), 3 (task
 //! failed) or 4 (limit hit); `inspect` lists tasks as WIT or JSON Schema.
 
+use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
 use crate::support::{assert_exit, error_line, runner, stderr, stdout, wasm};
+use crate::worker_support::TempDir;
 
 /// Runs `runner call MODULE TASK --kwargs KWARGS [extra...]`.
 fn call(module: &str, task: &str, kwargs: &str, extra: &[&str]) -> Output {
@@ -290,4 +293,89 @@ fn call_waits_for_a_short_nap() {
     let output = call("hello", "nap", r#"{"ms":20}"#, &[]);
     assert_exit(&output, 0);
     assert_eq!(stdout(&output), "20\n");
+}
+
+/// The compiled-code entries (`*.cwasm`) in `dir`, with their modification
+/// times; none when `dir` does not exist.
+fn cache_entries(dir: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<(PathBuf, SystemTime)> = read
+        .map(|e| e.expect("readable cache entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .map(|p| {
+            let modified = p.metadata().and_then(|m| m.modified()).unwrap();
+            (p, modified)
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn call_and_inspect_compile_a_component_once_then_use_the_cache() {
+    let dir = TempDir::new("call-cache");
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let kwargs = r#"{"arg1":"a","arg2":"b","arg3":"c"}"#;
+    let first = call("hello", "task_one", kwargs, &["--cache-dir", cache_arg]);
+    assert_exit(&first, 0);
+    let entries = cache_entries(&cache);
+    assert_eq!(entries.len(), 1, "one entry after the first call");
+
+    // Later calls and inspect read the entry and write nothing.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = call("hello", "task_one", kwargs, &["--cache-dir", cache_arg]);
+    assert_exit(&second, 0);
+    assert_eq!(stdout(&second), stdout(&first));
+    let inspect = runner()
+        .args(["inspect", "--cache-dir", cache_arg])
+        .arg(wasm("hello"))
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&inspect, 0);
+    assert!(stdout(&inspect).contains("task-one: func("));
+    assert_eq!(
+        cache_entries(&cache),
+        entries,
+        "the entry was not rewritten"
+    );
+
+    // The cache stays out of stderr, which is the task's and the error's.
+    let failed = call(
+        "hello",
+        "fail",
+        r#"{"message":"disk on fire"}"#,
+        &["--cache-dir", cache_arg],
+    );
+    assert!(only_line(&failed).contains("disk on fire"));
+}
+
+#[test]
+fn call_caches_in_the_user_cache_dir_unless_told_not_to() {
+    let home = TempDir::new("xdg-cache-home");
+    let cache = home.path().join("beanbox");
+    let run = |extra: &[&str]| {
+        runner()
+            .env("XDG_CACHE_HOME", home.path())
+            .arg("call")
+            .arg(wasm("hello"))
+            .args([
+                "task_one",
+                "--kwargs",
+                r#"{"arg1":"a","arg2":"b","arg3":"c"}"#,
+            ])
+            .args(extra)
+            .output()
+            .expect("failed to run runner")
+    };
+    assert_exit(&run(&["--no-cache"]), 0);
+    assert!(
+        cache_entries(&cache).is_empty(),
+        "--no-cache wrote to {}",
+        cache.display()
+    );
+    assert_exit(&run(&[]), 0);
+    assert_eq!(cache_entries(&cache).len(), 1, "in $XDG_CACHE_HOME/beanbox");
 }

@@ -172,11 +172,19 @@ pub fn object(value: Value) -> Map<String, Value> {
     }
 }
 
+/// The `XDG_CACHE_HOME` of every `runner` the tests start.
+pub fn runner_cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("runner-cache-home")
+}
+
 /// A `runner` command, as a user would start it.
 pub fn runner() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runner"));
     // Keep the process log quiet unless a test asks otherwise.
     command.env_remove("RUST_LOG");
+    // `call` and `inspect` cache compiled code per user: here, under the
+    // target dir, never in the home of whoever runs the tests.
+    command.env("XDG_CACHE_HOME", runner_cache_home());
     command
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use super::{EXIT_BAD_INPUT, LimitArgs, exit_code_for, exit_codes_help};
+use super::{CacheArgs, EXIT_BAD_INPUT, LimitArgs, exit_code_for, exit_codes_help};
 use crate::sandbox::{CallContext, Sandbox};
 
 pub(super) const AFTER_HELP: &str = concat!(
@@ -19,6 +19,8 @@ pub(super) const AFTER_HELP: &str = concat!(
 
 Task names and kwargs keys match in snake_case or kebab-case.
 The guest's own stdout and stderr are copied to stderr.
+The compiled component is cached (see --cache-dir): only the first call
+of a version compiles it.
 
 ",
     exit_codes_help!()
@@ -36,6 +38,8 @@ pub struct CallArgs {
     pub kwargs: String,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// Runs `runner call`.
@@ -58,7 +62,7 @@ pub fn execute(args: CallArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(bad_input(&format!("--kwargs is not valid JSON: {e}"))),
     };
     let sandbox = Sandbox::new()?;
-    let module = match sandbox.load_file(&args.module) {
+    let module = match args.cache.load(&sandbox, &args.module) {
         Ok(m) => m,
         Err(e) => return Ok(bad_input(&e.to_string())),
     };

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::EXIT_BAD_INPUT;
+use super::{CacheArgs, EXIT_BAD_INPUT};
 use crate::sandbox::{Sandbox, types};
 
 pub(super) const AFTER_HELP: &str = "\
@@ -22,6 +22,8 @@ pub struct InspectArgs {
     /// Print JSON: per task, its WIT signature and a JSON Schema of its kwargs.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// Runs `runner inspect`.
@@ -31,7 +33,7 @@ pub struct InspectArgs {
 /// Runner errors only; a module that does not load is exit code 2.
 pub fn execute(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::new()?;
-    let module = match sandbox.load_file(&args.module) {
+    let module = match args.cache.load(&sandbox, &args.module) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");

@@ -6,12 +6,15 @@ mod inspect;
 mod put;
 mod worker;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::sandbox::{self, CallError, FailureClass, Limits};
+use crate::sandbox::{
+    self, CallError, CodeCache, FailureClass, Limits, LoadError, Module, Sandbox,
+};
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -134,10 +137,79 @@ impl LimitArgs {
     }
 }
 
-/// Sets up the process log on stderr.
-pub fn init_logging(global: &GlobalArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
+/// Code-cache flags of the one-shot commands (`call`, `inspect`), so that
+/// only the first run on a component compiles it: an 18 MB Python
+/// component takes seconds.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Where compiled modules are cached [default: $XDG_CACHE_HOME/beanbox,
+    /// else ~/.cache/beanbox].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile without reading or writing the cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory these flags ask for, if any.
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let absolute = |var: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        absolute("XDG_CACHE_HOME")
+            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+            .map(|base| base.join("beanbox"))
+    }
+
+    /// Loads the component at `path`, through the cache when there is one.
+    /// A cache that cannot be used costs a compile and a warning, never the
+    /// command.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::load_file`].
+    pub fn load(&self, sandbox: &Sandbox, path: &Path) -> Result<Module, LoadError> {
+        let cache = self.dir().and_then(|dir| {
+            CodeCache::new(&dir)
+                .inspect_err(|e| {
+                    tracing::warn!(dir = %dir.display(), error = %e, "compiling without the code cache");
+                })
+                .ok()
+        });
+        match cache {
+            Some(cache) => sandbox
+                .load_file_cached(path, &cache)
+                .map(|(module, _)| module),
+            None => sandbox.load_file(path),
+        }
+    }
+}
+
+/// Sets up the process log on stderr. For `call` and `inspect`, whose
+/// stderr is the task's own output and the error, the code cache says only
+/// what went wrong (a worker also logs each compile and cache hit).
+pub fn init_logging(cli: &Cli) {
+    let global = &cli.global;
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if matches!(cli.command, Some(Command::Call(_) | Command::Inspect(_)))
+        && !global.log.contains("sandbox::cache")
+    {
+        filter = filter.add_directive(
+            "beanbox::sandbox::cache=warn"
+                .parse()
+                .expect("a valid log directive"),
+        );
+    }
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
