@@ -214,6 +214,12 @@ impl Sandbox {
     }
 }
 
+/// Core instances the pool allows at once (see [`engine`]).
+const POOL_CORE_INSTANCES: u32 = 20_000;
+
+/// Tables the pool allows at once (see [`engine`]).
+const POOL_TABLES: u32 = 2_000;
+
 /// Bytes of a pooled memory (and table) kept resident between jobs when the
 /// kernel can tell which pages a job dirtied.
 const KEEP_RESIDENT: usize = 2 << 20;
@@ -231,6 +237,15 @@ fn engine(options: SandboxOptions, pooling: bool) -> anyhow::Result<Engine> {
         // memory slot a 4 GiB reservation. Virtual address space only, but
         // a `ulimit -v` refuses it, and then Auto falls back to on-demand.
         let mut pool = wasmtime::PoolingAllocationConfig::default();
+        // wasmtime's default pool holds 1,000 of each kind of slot. An
+        // instance takes one memory, two tables and several core instances:
+        // a Python one 14, so the default would stop at 71 Python instances
+        // (running or kept) per worker. Core instances are only counted
+        // and a table slot is ~160 KB of address space, so both are raised
+        // until memories (and async stacks) are the bound for every
+        // language: 1,000 instances at once.
+        pool.total_core_instances(POOL_CORE_INSTANCES)
+            .total_tables(POOL_TABLES);
         if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
             // Reset a finished instance's memory by rewriting only the pages
             // it dirtied (PAGEMAP_SCAN, Linux 6.7+) instead of madvise: no
