@@ -399,22 +399,27 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
         // The next job, when it came back with the previous one's delete.
         let mut next: Option<beanbox_queue::Result<Job>> = None;
         loop {
-            let reserved = match next.take() {
+            let (reserved, waited) = match next.take() {
                 // Stopping with a job in hand: closing the connection hands
                 // it back untouched.
                 Some(_) if *phase.borrow() != Phase::Running => break 'connect,
-                Some(reserved) => reserved,
+                Some(reserved) => (reserved, false),
                 // Dropping a pending reserve breaks the connection, which is
                 // then closed: beanstalkd hands back anything it reserved.
                 None => tokio::select! {
                     biased;
                     _ = reached(&mut phase, Phase::Draining) => break 'connect,
-                    r = conn.client.reserve_with_timeout(RESERVE_WAIT_SECS) => r,
+                    r = conn.client.reserve_with_timeout(RESERVE_WAIT_SECS) => (r, true),
                 },
             };
             let result = match reserved {
                 Ok(job) => handle(&ctx, &mut conn, &mut kept, job, &mut phase).await,
                 Err(e) if e.is_timeout() || e.is_deadline_soon() => {
+                    if waited && e.is_timeout() {
+                        // A second without a job: an idle slot gives its
+                        // instance's memory and pool slots back.
+                        kept.clear();
+                    }
                     Ok(Settled::Done { next: None })
                 }
                 Err(e) => Err(e),

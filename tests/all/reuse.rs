@@ -268,6 +268,18 @@ async fn another_version_or_other_grants_get_a_fresh_instance() {
     }
 }
 
+#[tokio::test]
+async fn more_python_instances_than_wasmtimes_default_pool_holds_live_at_once() {
+    // A Python instance takes 14 core instances: wasmtime's default pool
+    // (1,000 core instances) would refuse the 72nd.
+    let python = support::python_module();
+    let mut kept: Vec<KeptInstance> = (0..80).map(|_| KeptInstance::default()).collect();
+    for (i, slot) in kept.iter_mut().enumerate() {
+        assert_eq!(count(&python, slot, 2).await, 1, "instance {i}");
+    }
+    assert!(kept.iter().all(|slot| slot.jobs() == Some(1)));
+}
+
 // ---- on the worker ----
 
 /// How long a Python module may take to compile and load in the worker.
@@ -417,7 +429,7 @@ async fn by_default_every_python_and_javascript_job_starts_fresh() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reuse_flag_applies_to_every_module() {
+async fn the_reuse_flag_applies_to_every_module_and_an_idle_slot_lets_go() {
     let server = Beanstalkd::start();
     let addr = server.addr();
     let modules = Modules::with(&["hostile"]);
@@ -435,6 +447,11 @@ async fn the_reuse_flag_applies_to_every_module() {
         [Some(1), Some(2), Some(1), Some(2), Some(1)],
         "{outcomes:?}"
     );
+
+    // A slot idle for a second (here 2.5) lets its instance go.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let outcomes = run_in_order(&addr, "hostile", &[("count-calls", json!({}))]).await;
+    assert_eq!(counts_of(&outcomes), [Some(1)], "{outcomes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
