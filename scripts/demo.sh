@@ -2,7 +2,8 @@
 # The beanbox demo: sets up, builds, starts a private beanstalkd unless one
 # listens on $BEANSTALKD_ADDR (default 127.0.0.1:11300), runs a worker on the
 # hello task, puts jobs and shows what happens to each, deploys a new
-# version of the task while the worker runs, and stops the worker.
+# version of the task while the worker runs, deploys a task written in
+# Python beside it, and stops the worker.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +13,8 @@ cd "$root"
 echo "== building the runner and the task components (first build takes a few minutes)"
 cargo build -p beanbox --bin runner
 tasks="$(tasks/build.sh)"
+echo "== building the Python task (componentize-py bundles CPython: ~10 s)"
+python_task="$(tasks/hello-py/build.sh)"
 runner="$root/target/debug/runner"
 
 demo="$root/target/demo"
@@ -35,8 +38,9 @@ export BEANSTALKD_ADDR="$addr"
 echo "== inspecting the task module"
 "$runner" inspect "$demo/modules/hello.wasm"
 
-echo "== starting the worker: runner --tube hello --modules $demo/modules"
-"$runner" --tube hello --modules "$demo/modules" --concurrency 2 --backoff 1 &
+echo "== starting the worker: runner --tube hello --tube py --reuse 3 --modules $demo/modules"
+echo "   (py.wasm is not there yet: the worker waits for it)"
+"$runner" --tube hello --tube py --reuse 3 --modules "$demo/modules" --concurrency 1 --backoff 1 &
 worker=$!; pids+=("$worker")
 sleep 1
 
@@ -64,6 +68,15 @@ if [ -x target/seed-venv/bin/python ]; then
         sleep 1
     fi
 fi
+
+echo; echo "== a task written in Python (tasks/hello-py) is deployed as py.wasm; the worker"
+echo "   compiles it (seconds; cached in modules/.cache) and serves tube py. With --reuse 3,"
+echo "   up to 3 consecutive jobs share an instance (a fresh Python instance costs ~0.7 ms,"
+echo "   a reused one ~5 us): count_calls, a module-level counter, goes 1, 2, 3, then 1"
+cp "$python_task" "$demo/modules/.py.tmp" && mv "$demo/modules/.py.tmp" "$demo/modules/py.wasm"
+show put --tube py count_calls --wait --timeout 120
+for _ in 2 3 4; do show put --tube py count_calls --wait; done
+show put --tube py task_one --kwargs '{"arg1":"py","arg2":"th","arg3":"on"}' --wait
 
 echo; echo "== tube stats: the two failed jobs are kept (buried), nothing was lost"
 exec 3<>"/dev/tcp/$host/$port"
