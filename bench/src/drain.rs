@@ -1,6 +1,8 @@
 //! Section a: drain N jobs of the seed's `task_one` body with `runner` at
 //! concurrency 1, 2, 4 and 8, next to the raw std-only client (the ceiling)
-//! and the seed's Python worker. The method is `shared/peers/bench/bench.py`'s:
+//! and the seed's Python worker; then the same task in Rust, Python and
+//! JavaScript at concurrency 1, with a fresh instance a job and with
+//! `--reuse`. The method is `shared/peers/bench/bench.py`'s:
 //! a fresh tube a run, filled pipelined on one connection; workers are timed
 //! from the first `cmd-delete` a 5 ms `stats-tube` poll sees to the last, so
 //! start-up is not counted; raw-drain times itself.
@@ -21,6 +23,43 @@ const CONNECTIONS: [u16; 4] = [1, 2, 4, 8];
 const SEED_PROCS: [u16; 2] = [1, 2];
 /// How often a run that other processes disturbed is tried again.
 const RETRIES: usize = 2;
+/// Jobs one instance serves in the reuse cells (`runner --reuse`).
+const REUSE: u32 = 100;
+
+/// The language of a task component in the reuse cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Language {
+    Rust,
+    Python,
+    JavaScript,
+}
+
+impl Language {
+    fn name(self) -> &'static str {
+        match self {
+            Language::Rust => "Rust (hello)",
+            Language::Python => "Python (hello-py)",
+            Language::JavaScript => "JavaScript (hello-js)",
+        }
+    }
+
+    /// Its `task_one` component, if built.
+    fn wasm(self, ctx: &Ctx) -> Option<std::path::PathBuf> {
+        match self {
+            Language::Rust => Some(ctx.paths.wasm("hello")),
+            Language::Python => ctx.paths.python_task(),
+            Language::JavaScript => ctx.paths.javascript_task(),
+        }
+    }
+
+    /// Jobs a run: fewer for the slow fresh instances of Python and JS.
+    fn jobs(self, ctx: &Ctx) -> u64 {
+        match self {
+            Language::Rust => ctx.jobs,
+            Language::Python | Language::JavaScript => (ctx.jobs / 4).max(100),
+        }
+    }
+}
 
 /// One system under test in one configuration.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +72,9 @@ enum Scenario {
     RawPipe,
     /// N seed worker processes at a Python log level.
     Seed(u16, &'static str),
+    /// `runner --concurrency 1 --reuse N` on a task in a language (the Rust
+    /// one with reuse 1 is `Beanbox(1)`).
+    Reuse(Language, u32),
 }
 
 impl Scenario {
@@ -42,6 +84,13 @@ impl Scenario {
             Scenario::Raw(n) => format!("raw-drain, {n} conn"),
             Scenario::RawPipe => "raw-drain, 1 conn, delete+next reserve in one write".into(),
             Scenario::Seed(n, level) => format!("seed worker, {n} proc, LOG_LEVEL={level}"),
+            Scenario::Reuse(language, 1) => {
+                format!("beanbox runner, concurrency 1, {}", language.name())
+            }
+            Scenario::Reuse(language, n) => format!(
+                "beanbox runner, concurrency 1, {}, --reuse {n}",
+                language.name()
+            ),
         }
     }
 }
@@ -83,6 +132,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     scenarios.push(Scenario::RawPipe);
     for level in ["INFO", "WARNING"] {
         scenarios.extend(SEED_PROCS.map(|n| Scenario::Seed(n, level)));
+    }
+    let languages: Vec<Language> = [Language::Rust, Language::Python, Language::JavaScript]
+        .into_iter()
+        .filter(|l| l.wasm(ctx).is_some())
+        .collect();
+    for &language in &languages {
+        if language != Language::Rust {
+            scenarios.push(Scenario::Reuse(language, 1));
+        }
+        scenarios.push(Scenario::Reuse(language, REUSE));
     }
     let mut cells: Vec<(Scenario, Cell)> = Vec::new();
     for scenario in scenarios {
@@ -144,6 +203,42 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
         body("TUBE")
     ));
     summary.print();
+
+    let mut by_language = Table::new(
+        format!(
+            "a. Drain by task language, runner at concurrency 1: jobs/s, median of {} ({})",
+            ctx.runs,
+            ctx.pin.describe()
+        ),
+        &[
+            "task_one in",
+            "jobs a run",
+            "fresh instance a job",
+            &format!("--reuse {REUSE}"),
+            "reuse / fresh",
+        ],
+    );
+    for &language in &languages {
+        let fresh = if language == Language::Rust {
+            beanbox(1)
+        } else {
+            find(&|s| matches!(s, Scenario::Reuse(l, 1) if l == language))
+        };
+        let reused = find(&|s| matches!(s, Scenario::Reuse(l, n) if l == language && n == REUSE));
+        by_language.row(vec![
+            language.name().into(),
+            thousands(language.jobs(ctx) as f64),
+            rate(fresh),
+            rate(reused),
+            ratio(reused, fresh),
+        ]);
+    }
+    by_language.note(
+        "The same body as above; each language's `task_one` joins the three strings. \
+         With --reuse, one instance serves up to that many consecutive jobs of its tenant \
+         (README, Instance reuse); the Python and JavaScript components are skipped when not built.",
+    );
+    by_language.print();
 
     let mut detail = Table::new(
         "a. Drain, every cell: CPU as a fraction of one core over the timed window",
@@ -211,7 +306,8 @@ async fn measure(ctx: &Ctx, scenario: Scenario) -> anyhow::Result<Cell> {
         loop {
             system::wait_idle(IDLE_PATIENCE);
             let sample = match scenario {
-                Scenario::Beanbox(n) => beanbox(ctx, n).await,
+                Scenario::Beanbox(n) => beanbox(ctx, n, Language::Rust, 1).await,
+                Scenario::Reuse(language, n) => beanbox(ctx, 1, language, n).await,
                 Scenario::Raw(n) => raw(ctx, n, false).await,
                 Scenario::RawPipe => raw(ctx, 1, true).await,
                 Scenario::Seed(n, level) => seed(ctx, n, level).await,
@@ -265,22 +361,22 @@ fn raw_drain(ctx: &Ctx, args: &[&str]) -> anyhow::Result<Value> {
     serde_json::from_slice(&output.stdout).context("raw-drain printed no JSON")
 }
 
-/// Fills `tube` with `ctx.jobs` copies of the body, pipelined.
-fn fill(ctx: &Ctx, tube: &str) -> anyhow::Result<()> {
-    let n = ctx.jobs.to_string();
+/// Fills `tube` with `jobs` copies of the body, pipelined.
+fn fill(ctx: &Ctx, tube: &str, jobs: u64) -> anyhow::Result<()> {
+    let n = jobs.to_string();
     let put = raw_drain(
         ctx,
         &["put", &ctx.server.addr(), tube, &n, &body(tube), "pipe"],
     )?;
-    if put["jobs"].as_u64() != Some(ctx.jobs) {
-        bail!("the fill put {put} jobs, not {}", ctx.jobs);
+    if put["jobs"].as_u64() != Some(jobs) {
+        bail!("the fill put {put} jobs, not {jobs}");
     }
     Ok(())
 }
 
 async fn raw(ctx: &Ctx, conns: u16, pipe: bool) -> anyhow::Result<Sample> {
     let tube = fresh_tube("raw");
-    fill(ctx, &tube)?;
+    fill(ctx, &tube, ctx.jobs)?;
     let mut client = ctx.server.connect().await?;
     let (s0, m0, c0) = (
         server_cpu(&mut client).await?,
@@ -310,20 +406,37 @@ async fn raw(ctx: &Ctx, conns: u16, pipe: bool) -> anyhow::Result<Sample> {
     })
 }
 
-async fn beanbox(ctx: &Ctx, concurrency: u16) -> anyhow::Result<Sample> {
+/// `runner --concurrency N --reuse R` on `language`'s task.
+async fn beanbox(
+    ctx: &Ctx,
+    concurrency: u16,
+    language: Language,
+    reuse: u32,
+) -> anyhow::Result<Sample> {
+    let wasm = language
+        .wasm(ctx)
+        .with_context(|| format!("the {} task is not built", language.name()))?;
+    let jobs = language.jobs(ctx);
     let tube = fresh_tube("bb");
-    fill(ctx, &tube)?;
+    fill(ctx, &tube, jobs)?;
     // The module dir holds just `<tube>.wasm`; the shared cache makes its
     // load a cache hit after the first run (start-up is not timed anyway).
-    let modules = runner::modules_for(ctx, &tube, &ctx.paths.wasm("hello"))?;
-    let concurrency = concurrency.to_string();
+    let modules = runner::modules_for(ctx, &tube, &wasm)?;
+    let (concurrency, reuse) = (concurrency.to_string(), reuse.to_string());
     let mut children = runner::start(
         ctx,
         &modules,
         &ctx.work.join("cache-drain"),
-        &["--tube", &tube, "--concurrency", &concurrency],
+        &[
+            "--tube",
+            &tube,
+            "--concurrency",
+            &concurrency,
+            "--reuse",
+            &reuse,
+        ],
     )?;
-    let sample = time_drain(ctx, &tube, &mut children, "runner").await;
+    let sample = time_drain(ctx, &tube, jobs, &mut children, "runner").await;
     children.kill();
     let _ = std::fs::remove_dir_all(&modules);
     sample.with_context(|| format!("runner's log: {}", modules.with_extension("log").display()))
@@ -331,7 +444,7 @@ async fn beanbox(ctx: &Ctx, concurrency: u16) -> anyhow::Result<Sample> {
 
 async fn seed(ctx: &Ctx, procs: u16, level: &str) -> anyhow::Result<Sample> {
     let tube = fresh_tube("seed");
-    fill(ctx, &tube)?;
+    fill(ctx, &tube, ctx.jobs)?;
     let mut children = Children::default();
     for _ in 0..procs {
         let child = ctx
@@ -349,7 +462,7 @@ async fn seed(ctx: &Ctx, procs: u16, level: &str) -> anyhow::Result<Sample> {
             .context("cannot start the seed worker")?;
         children.0.push(child);
     }
-    time_drain(ctx, &tube, &mut children, "a seed worker").await
+    time_drain(ctx, &tube, ctx.jobs, &mut children, "a seed worker").await
 }
 
 /// Polls the tube's `cmd-delete` every 5 ms; times from the first delete
@@ -357,10 +470,10 @@ async fn seed(ctx: &Ctx, procs: u16, level: &str) -> anyhow::Result<Sample> {
 async fn time_drain(
     ctx: &Ctx,
     tube: &str,
+    n: u64,
     workers: &mut Children,
     what: &str,
 ) -> anyhow::Result<Sample> {
-    let n = ctx.jobs;
     let mut client = ctx.server.connect().await?;
     let pids = workers.pids();
     let client_cpu = || pids.iter().map(|p| system::process_cpu(*p)).sum::<f64>();

@@ -137,6 +137,23 @@ impl Paths {
         self.tasks.join(format!("{name}.wasm"))
     }
 
+    /// The Python task component (`tasks/hello-py`), if it was built.
+    pub fn python_task(&self) -> Option<PathBuf> {
+        self.built("py/hello-py.wasm")
+    }
+
+    /// The JavaScript task component (`tasks/hello-js`), if it was built.
+    pub fn javascript_task(&self) -> Option<PathBuf> {
+        self.built("js/hello-js.wasm")
+    }
+
+    /// `tasks/target/<rel>` (beside the Rust components' target dir), if it
+    /// is there.
+    fn built(&self, rel: &str) -> Option<PathBuf> {
+        let target = self.tasks.parent()?.parent()?;
+        Some(target.join(rel)).filter(|p| p.is_file())
+    }
+
     /// Fails, saying how to get them, unless the files `sections` need are
     /// there.
     fn check(&self, sections: &[Section]) -> anyhow::Result<()> {

@@ -106,12 +106,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     // of other languages when built (scripts/bench.sh builds them): the same
     // task in Python and in JavaScript, each with a fresh instance per call
     // and with one instance kept for up to REUSE calls.
-    let built = ctx
-        .paths
-        .tasks
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|t| t.to_path_buf());
     let components = [
         // Its fresh-instance row is the table's first.
         (
@@ -122,13 +116,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
         ),
         (
             "hello-py (Python, componentize-py)",
-            built.as_ref().map(|t| t.join("py/hello-py.wasm")),
+            ctx.paths.python_task(),
             calls / 40 + 50,
             None,
         ),
         (
             "hello-js (JavaScript, componentize-js)",
-            built.as_ref().map(|t| t.join("js/hello-js.wasm")),
+            ctx.paths.javascript_task(),
             calls / 40 + 50,
             None,
         ),
