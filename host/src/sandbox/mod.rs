@@ -510,16 +510,8 @@ impl Module {
         // Out of the slot before anything else: only a call that succeeds
         // puts it back, so a failed or abandoned one never leaves it behind.
         let kept = reuse.as_mut().and_then(|(slot, _)| slot.kept.take());
-        let prepared = self.task(task).and_then(|t| {
-            convert::kwargs_to_params(&t.params, kwargs)
-                .map(|params| (t, params))
-                .map_err(|error| CallError::BadKwargs {
-                    task: t.name.clone(),
-                    error,
-                })
-        });
-        let (task, params) = match prepared {
-            Ok(p) => p,
+        let (task, params) = match self.prepare(task, kwargs) {
+            Ok(prepared) => prepared,
             Err(e) => {
                 return Outcome {
                     result: Err(e),
@@ -532,66 +524,30 @@ impl Module {
             }
         };
         let limits = ctx.limits;
-        let kept = kept.filter(|k| k.serves(&self.inner, ctx));
-        let (mut store, mut instance, stdout, stderr, jobs, setup) = match kept {
-            Some(k) => {
-                k.stdout.reset(limits.output_bytes);
-                k.stderr.reset(limits.output_bytes);
-                let mut store = k.store;
-                store.data_mut().start_job(ctx);
-                (
-                    store,
-                    Some(k.instance),
-                    k.stdout,
-                    k.stderr,
-                    k.jobs + 1,
-                    Ok(()),
-                )
-            }
-            None => {
-                let stdout = Capture::new(limits.output_bytes);
-                let stderr = Capture::new(limits.output_bytes);
-                let (store, setup) = self.fresh_store(ctx, &stdout, &stderr);
-                (store, None, stdout, stderr, 1, setup)
-            }
+        let (mut live, setup) = match kept.filter(|k| k.serves(&self.inner, ctx)) {
+            Some(kept) => (kept.resume(ctx), Ok(())),
+            None => self.fresh(ctx),
         };
-        let options = self.inner.options;
-        let fueled = if options.fuel {
-            // Yielding every few milliseconds of fuel keeps a spinning guest
-            // from starving the async runtime and lets the call's timeout
-            // stop it, at no cost beyond the fuel counting itself.
-            store
-                .set_fuel(limits.fuel)
-                .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL)))
-                .map_err(|e| format!("{e:#}"))
-        } else {
-            Ok(())
-        };
-        let mut result = setup.and(fueled).map_err(|message| CallError::Trap {
-            task: task.name.clone(),
-            message,
-        });
-        if options.epochs {
-            let deadline = started + limits.timeout;
-            store.epoch_deadline_callback(move |_| {
-                // Yield each tick so a spinning guest never starves the async
-                // runtime; stop it once the deadline has passed.
-                Ok(if Instant::now() >= deadline {
-                    UpdateDeadline::Interrupt
-                } else {
-                    UpdateDeadline::Yield(1)
-                })
+        let mut result = setup
+            .and_then(|()| self.arm(&mut live.store, &limits, started))
+            .map_err(|message| CallError::Trap {
+                task: task.name.clone(),
+                message,
             });
-            store.set_epoch_deadline(1);
-        }
 
         let mut value = Value::Null;
         if result.is_ok() {
-            let run = run(&self.inner.pre, &mut store, &mut instance, task, &params);
+            let run = run(
+                &self.inner.pre,
+                &mut live.store,
+                &mut live.instance,
+                task,
+                &params,
+            );
             // Epochs interrupt at the deadline itself (the timeout is then
             // only for a guest blocked in a host call); without them, the
             // timeout is the deadline.
-            let grace = if options.epochs {
+            let grace = if self.inner.options.epochs {
                 DEADLINE_GRACE
             } else {
                 Duration::ZERO
@@ -605,7 +561,9 @@ impl Module {
                     task: task.name.clone(),
                     payload,
                 }),
-                Ok(Err(RunError::Wasm(e))) => Err(classify(e, task, &limits, &store, &stderr)),
+                Ok(Err(RunError::Wasm(e))) => {
+                    Err(classify(e, task, &limits, &live.store, &live.stderr))
+                }
                 Err(_elapsed) => Err(CallError::Deadline {
                     task: task.name.clone(),
                     after: limits.timeout,
@@ -615,48 +573,58 @@ impl Module {
         // A guest that filled its capture went past the cap, whether it then
         // trapped on the refused write or carried on: a limit hit either way.
         if matches!(result, Ok(()) | Err(CallError::Trap { .. }))
-            && let Some(e) = output_overflow(task, &limits, &stdout, &stderr)
+            && let Some(e) = output_overflow(task, &limits, &live.stdout, &live.stderr)
         {
             result = Err(e);
         }
-        let fuel_used = limits
-            .fuel
-            .saturating_sub(store.get_fuel().unwrap_or(limits.fuel));
         let outcome = Outcome {
             result: result.map(|()| value),
-            fuel_used,
-            stdout: stdout.contents().to_vec(),
-            stderr: stderr.contents().to_vec(),
+            fuel_used: limits
+                .fuel
+                .saturating_sub(live.store.get_fuel().unwrap_or(limits.fuel)),
+            stdout: live.stdout.contents().to_vec(),
+            stderr: live.stderr.contents().to_vec(),
             elapsed: started.elapsed(),
-            instance_jobs: jobs,
+            instance_jobs: live.jobs,
         };
-        if let (Some((slot, max_jobs)), Some(instance), Ok(_)) = (reuse, instance, &outcome.result)
-            && jobs < max_jobs
+        if let Some((slot, max_jobs)) = reuse
+            && outcome.result.is_ok()
+            && live.jobs < max_jobs
+            && live.instance.is_some()
         {
             slot.kept = Some(Kept {
+                live,
                 module: self.inner.clone(),
-                store,
-                instance,
-                stdout,
-                stderr,
                 limits,
                 grants: ctx.grants.clone(),
-                jobs,
             });
         }
         outcome
     }
 
-    /// A new store for one call (or the first of a kept instance's calls):
-    /// WASI with the grants and the captures, the job's facts, the limiter.
-    /// The error says why a grant could not be made.
-    fn fresh_store(
+    /// The task `name` and `kwargs` as its typed parameters.
+    fn prepare(
         &self,
-        ctx: &CallContext,
-        stdout: &Capture,
-        stderr: &Capture,
-    ) -> (Store<State>, Result<(), String>) {
+        name: &str,
+        kwargs: &Map<String, Value>,
+    ) -> Result<(&Task, Vec<Val>), CallError> {
+        let task = self.task(name)?;
+        let params = convert::kwargs_to_params(&task.params, kwargs).map_err(|error| {
+            CallError::BadKwargs {
+                task: task.name.clone(),
+                error,
+            }
+        })?;
+        Ok((task, params))
+    }
+
+    /// A new store for one call (or the first of a kept instance's calls):
+    /// WASI with the grants and fresh captures, the job's facts, the
+    /// limiter. The error says why a grant could not be made.
+    fn fresh(&self, ctx: &CallContext) -> (Live, Result<(), String>) {
         let limits = ctx.limits;
+        let stdout = Capture::new(limits.output_bytes);
+        let stderr = Capture::new(limits.output_bytes);
         // Nothing is inherited: no files, env, args or network beyond the
         // grants, which name each directory and variable.
         let mut wasi = WasiCtxBuilder::new();
@@ -688,8 +656,60 @@ impl Module {
         };
         let mut store = Store::new(self.inner.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        (store, setup)
+        let live = Live {
+            store,
+            instance: None,
+            stdout,
+            stderr,
+            jobs: 1,
+        };
+        (live, setup)
     }
+
+    /// Gives `store` this call's fuel and, with epochs, its deadline.
+    fn arm(
+        &self,
+        store: &mut Store<State>,
+        limits: &Limits,
+        started: Instant,
+    ) -> Result<(), String> {
+        let options = self.inner.options;
+        if options.fuel {
+            // Yielding every few milliseconds of fuel keeps a spinning guest
+            // from starving the async runtime and lets the call's timeout
+            // stop it, at no cost beyond the fuel counting itself.
+            store
+                .set_fuel(limits.fuel)
+                .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_EVERY_FUEL)))
+                .map_err(|e| format!("{e:#}"))?;
+        }
+        if options.epochs {
+            let deadline = started + limits.timeout;
+            store.epoch_deadline_callback(move |_| {
+                // Yield each tick so a spinning guest never starves the async
+                // runtime; stop it once the deadline has passed.
+                Ok(if Instant::now() >= deadline {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Yield(1)
+                })
+            });
+            store.set_epoch_deadline(1);
+        }
+        Ok(())
+    }
+}
+
+/// A store ready for a call, with its captures: fresh, or a kept
+/// instance's.
+struct Live {
+    store: Store<State>,
+    /// `None` until the call instantiates it.
+    instance: Option<Instance>,
+    stdout: Capture,
+    stderr: Capture,
+    /// Jobs the instance has served, the coming call included.
+    jobs: u32,
 }
 
 /// Where [`Module::call_reusing`] keeps an instance between calls: empty, or
@@ -712,7 +732,7 @@ impl std::fmt::Debug for KeptInstance {
 impl KeptInstance {
     /// Jobs the kept instance has served, if one is kept.
     pub fn jobs(&self) -> Option<u32> {
-        self.kept.as_ref().map(|k| k.jobs)
+        self.kept.as_ref().map(|k| k.live.jobs)
     }
 
     /// Drops the kept instance, if any.
@@ -721,16 +741,13 @@ impl KeptInstance {
     }
 }
 
-/// A live instance, its store and what it was built for.
+/// A live instance and what it was built for.
 struct Kept {
+    /// Its store, with the instance always `Some`.
+    live: Live,
     module: Arc<ModuleInner>,
-    store: Store<State>,
-    instance: Instance,
-    stdout: Capture,
-    stderr: Capture,
     limits: Limits,
     grants: Arc<Grants>,
-    jobs: u32,
 }
 
 impl Kept {
@@ -745,6 +762,18 @@ impl Kept {
         Arc::ptr_eq(&self.module, module)
             && same_caps
             && (Arc::ptr_eq(&self.grants, &ctx.grants) || self.grants == ctx.grants)
+    }
+
+    /// The instance, readied for its next job: empty captures with that
+    /// job's cap, its facts and services (fuel and deadline are armed by
+    /// the call).
+    fn resume(self, ctx: &CallContext) -> Live {
+        let mut live = self.live;
+        live.stdout.reset(ctx.limits.output_bytes);
+        live.stderr.reset(ctx.limits.output_bytes);
+        live.store.data_mut().start_job(ctx);
+        live.jobs += 1;
+        live
     }
 }
 
