@@ -167,14 +167,10 @@ impl Registry {
                 unsettled = true;
                 continue;
             }
-            let loaded = match &self.inner.cache {
-                Some(cache) => self
-                    .inner
-                    .sandbox
-                    .load_file_cached(&path, cache)
-                    .map(|(m, _)| m),
-                None => self.inner.sandbox.load_file(&path),
-            };
+            let loaded = self
+                .inner
+                .sandbox
+                .load_file_through(&path, self.inner.cache.as_ref());
             let mut state = self.inner.state.write().expect("registry lock poisoned");
             match loaded {
                 Ok(module) => {

@@ -185,12 +185,7 @@ impl CacheArgs {
                 })
                 .ok()
         });
-        match cache {
-            Some(cache) => sandbox
-                .load_file_cached(path, &cache)
-                .map(|(module, _)| module),
-            None => sandbox.load_file(path),
-        }
+        sandbox.load_file_through(path, cache.as_ref())
     }
 }
 

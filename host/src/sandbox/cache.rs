@@ -182,6 +182,23 @@ impl CodeCache {
 }
 
 impl Sandbox {
+    /// Loads the component at `path`, through `cache` when there is one
+    /// ([`Sandbox::load_file_cached`]), else by compiling it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::load_file`].
+    pub fn load_file_through(
+        &self,
+        path: &Path,
+        cache: Option<&CodeCache>,
+    ) -> Result<Module, LoadError> {
+        match cache {
+            Some(cache) => self.load_file_cached(path, cache).map(|(m, _)| m),
+            None => self.load_file(path),
+        }
+    }
+
     /// Loads the component at `path` through `cache`: deserializes its
     /// compiled code when a valid entry exists, else compiles it and stores
     /// the entry. Either way the module is then checked and pre-linked as by
