@@ -8,18 +8,12 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use crate::support::{assert_exit, error_line, runner, stderr, stdout, wasm};
+use crate::support::{assert_exit, error_line, runner, runner_call, stderr, stdout, wasm};
 use crate::worker_support::TempDir;
 
-/// Runs `runner call MODULE TASK --kwargs KWARGS [extra...]`.
+/// Runs `runner call MODULE.wasm TASK --kwargs KWARGS [extra...]`.
 fn call(module: &str, task: &str, kwargs: &str, extra: &[&str]) -> Output {
-    runner()
-        .arg("call")
-        .arg(wasm(module))
-        .args([task, "--kwargs", kwargs])
-        .args(extra)
-        .output()
-        .expect("failed to run runner")
+    runner_call(&wasm(module), task, kwargs, extra)
 }
 
 /// Stderr when it must be nothing but one `error:` line.

@@ -12,10 +12,9 @@ use beanbox_queue::{JobState, Producer, ReplyBody};
 use serde_json::json;
 
 use crate::deploy_support::{
-    Modules, Runner, assert_stays_ready, hello_version, ok, tube_stats, version_marker,
-    wait_watching,
+    Modules, Runner, assert_stays_ready, hello_version, tube_stats, version_marker, wait_watching,
 };
-use crate::worker_support::{Replies, abc, connect, job_stats, put, wait_deleted};
+use crate::worker_support::{Replies, abc, connect, job_stats, ok, put, wait_deleted};
 
 /// Replacements of `hello.wasm` in the swap test: valid and invalid in turn.
 const SWAPS: u16 = 10;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use beanbox_queue::{Client, JobState, ReplyBody, ReplyError, TubeStats};
+use beanbox_queue::{Client, JobState, ReplyBody, TubeStats};
 use serde_json::Value;
 
 use crate::support;
@@ -284,26 +284,4 @@ pub async fn replies_by_job(
         }
     }
     by_job
-}
-
-/// The `ok` value of a reply that must be a success.
-pub fn ok(reply: &ReplyBody) -> &Value {
-    match &reply.outcome {
-        Ok(value) => value,
-        Err(e) => panic!(
-            "job {} ({}) failed: {} ({})",
-            reply.job, reply.task, e.message, e.kind
-        ),
-    }
-}
-
-/// The error of a reply that must be a failure.
-pub fn err(reply: &ReplyBody) -> &ReplyError {
-    match &reply.outcome {
-        Ok(value) => panic!(
-            "job {} ({}) should have failed, returned {value}",
-            reply.job, reply.task
-        ),
-        Err(e) => e,
-    }
 }

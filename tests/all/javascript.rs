@@ -6,16 +6,11 @@
 
 use std::process::Output;
 
-use crate::support::{assert_exit, error_line, javascript_wasm, runner, stderr, stdout};
+use crate::support::{assert_exit, error_line, javascript_wasm, runner_call, stderr, stdout};
 
 /// Runs `runner call hello-js.wasm TASK --kwargs KWARGS`.
 fn call(task: &str, kwargs: &str) -> Output {
-    runner()
-        .arg("call")
-        .arg(javascript_wasm())
-        .args([task, "--kwargs", kwargs])
-        .output()
-        .expect("failed to run runner")
+    runner_call(javascript_wasm(), task, kwargs, &[])
 }
 
 #[test]

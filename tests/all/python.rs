@@ -6,16 +6,11 @@
 
 use std::process::Output;
 
-use crate::support::{assert_exit, error_line, python_wasm, runner, stderr, stdout};
+use crate::support::{assert_exit, error_line, python_wasm, runner_call, stderr, stdout};
 
 /// Runs `runner call hello-py.wasm TASK --kwargs KWARGS`.
 fn call(task: &str, kwargs: &str) -> Output {
-    runner()
-        .arg("call")
-        .arg(python_wasm())
-        .args([task, "--kwargs", kwargs])
-        .output()
-        .expect("failed to run runner")
+    runner_call(python_wasm(), task, kwargs, &[])
 }
 
 #[test]

@@ -172,6 +172,17 @@ pub fn object(value: Value) -> Map<String, Value> {
     }
 }
 
+/// Runs `runner call WASM TASK --kwargs KWARGS EXTRA...` to completion.
+pub fn runner_call(wasm: &Path, task: &str, kwargs: &str, extra: &[&str]) -> Output {
+    runner()
+        .arg("call")
+        .arg(wasm)
+        .args([task, "--kwargs", kwargs])
+        .args(extra)
+        .output()
+        .expect("failed to run runner")
+}
+
 /// The `XDG_CACHE_HOME` of every `runner` the tests start.
 pub fn runner_cache_home() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("runner-cache-home")

@@ -11,12 +11,11 @@ use beanbox_queue::{Envelope, JobState, Producer, ReplyBody};
 use serde_json::{Value, json};
 
 use crate::deploy_support::{
-    Modules, Runner, assert_stays_ready, err, ok, replies_by_job, tube_stats, wait_watching,
-    write_config,
+    Modules, Runner, assert_stays_ready, replies_by_job, tube_stats, wait_watching, write_config,
 };
 use crate::support;
 use crate::worker_support::{
-    Replies, TempDir, abc, connect, job_stats, put, run_bounded, wait_deleted, wait_state,
+    Replies, TempDir, abc, connect, err, job_stats, ok, put, run_bounded, wait_deleted, wait_state,
 };
 
 /// Starts a worker on `modules` with the tenants file `config`.

@@ -413,14 +413,20 @@ pub fn abc() -> Value {
 pub fn ok(reply: &ReplyBody) -> &Value {
     match &reply.outcome {
         Ok(value) => value,
-        Err(e) => panic!("job {} failed: {} ({})", reply.job, e.message, e.kind),
+        Err(e) => panic!(
+            "job {} ({}) failed: {} ({})",
+            reply.job, reply.task, e.message, e.kind
+        ),
     }
 }
 
 /// The error of a reply that must be a failure.
 pub fn err(reply: &ReplyBody) -> &beanbox_queue::ReplyError {
     match &reply.outcome {
-        Ok(value) => panic!("job {} should have failed, returned {value}", reply.job),
+        Ok(value) => panic!(
+            "job {} ({}) should have failed, returned {value}",
+            reply.job, reply.task
+        ),
         Err(e) => e,
     }
 }
