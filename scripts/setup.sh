@@ -34,9 +34,14 @@ fi
 # The seed's Python producer (shared/peers/python-seed) needs greenstalk.
 venv="$root/target/seed-venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import greenstalk' 2>/dev/null; then
-    if ! python3 -m venv --help >/dev/null 2>&1; then apt_install python3-venv; fi
+    if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi
     echo "setup: creating $venv with greenstalk" >&2
-    python3 -m venv "$venv"
+    # Debian's python3 can run `-m venv --help` without python3-venv, yet
+    # cannot create a venv (no ensurepip): try, and install it if that fails.
+    if ! python3 -m venv --clear "$venv" >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv --clear "$venv"
+    fi
     "$venv/bin/pip" install -q greenstalk==2.1.1 >&2
 fi
 
