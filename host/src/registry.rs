@@ -105,6 +105,11 @@ impl Registry {
         state.loaded.get(name).map(|(m, _)| m.clone())
     }
 
+    /// Whether a newer version of `name` is on its way (stub; see h-load).
+    pub fn pending(&self, _name: &str) -> bool {
+        false
+    }
+
     /// The names of the loaded modules, sorted.
     pub fn names(&self) -> Vec<String> {
         let state = self.inner.state.read().expect("registry lock poisoned");

@@ -144,6 +144,17 @@ impl Envelope {
         })
     }
 
+    /// The `reply_to` of a body that may not be a valid envelope: the
+    /// field when the body is a JSON object holding a valid tube name there,
+    /// else `None`. A worker uses it to tell a producer why its job was
+    /// refused.
+    pub fn reply_to_of(body: &[u8]) -> Option<String> {
+        match object(body).ok()?.remove("reply_to")? {
+            Value::String(tube) if validate_tube(&tube).is_ok() => Some(tube),
+            _ => None,
+        }
+    }
+
     /// The body to put: `{"task": ..., "kwargs": {...}}` plus `reply_to`
     /// when set.
     pub fn to_json(&self) -> Vec<u8> {

@@ -136,8 +136,17 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             },
         },
     };
+    // Two runtimes: this one reserves, touches, logs and handles signals;
+    // guests run on the other, one thread per core, so a guest spinning in
+    // any way never holds up another slot or a shutdown.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("beanbox-io")
         .enable_all()
+        .build()?;
+    let guests = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("beanbox-guest")
+        .enable_time()
         .build()?;
     if !args.modules.is_dir() {
         anyhow::bail!(
@@ -145,6 +154,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             args.modules.display()
         );
     }
+    let guest_handle = guests.handle().clone();
     runtime.block_on(async move {
         let sandbox = Sandbox::new()?;
         let cache = if args.no_cache {
@@ -170,9 +180,13 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             addr: args.beanstalkd,
             registry,
             tenants,
+            guests: guest_handle,
         };
         worker::run(config, rx, reload_rx).await
     })?;
+    // Every slot has finished; a call still running was abandoned with its
+    // job: no need to wait for it.
+    guests.shutdown_background();
     Ok(ExitCode::SUCCESS)
 }
 

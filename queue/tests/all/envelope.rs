@@ -194,3 +194,22 @@ fn malformed_reply_bodies_name_the_field() {
         assert!(m.contains(needle), "{body}: {m}");
     }
 }
+
+#[test]
+fn reply_to_is_found_in_bodies_that_are_no_envelope() {
+    let cases: [(&str, Option<&str>); 6] = [
+        (r#"{"kwargs": 1, "reply_to": "answers"}"#, Some("answers")),
+        (r#"{"task": 7, "reply_to": "answers"}"#, Some("answers")),
+        (r#"{"task": "t", "reply_to": "bad name"}"#, None),
+        (r#"{"task": "t", "reply_to": 3}"#, None),
+        (r#"["reply_to", "answers"]"#, None),
+        ("not json", None),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(
+            Envelope::reply_to_of(body.as_bytes()).as_deref(),
+            expected,
+            "{body}"
+        );
+    }
+}

@@ -109,6 +109,14 @@ impl Guest for Hostile {
         ms
     }
 
+    fn big_result(bytes: u32) -> String {
+        "r".repeat(bytes as usize)
+    }
+
+    fn big_error(bytes: u32) -> Result<String, String> {
+        Err("e".repeat(bytes as usize))
+    }
+
     fn count_calls() -> u32 {
         CALLS.fetch_add(1, Ordering::Relaxed) + 1
     }

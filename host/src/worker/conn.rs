@@ -1,0 +1,91 @@
+//! A slot's beanstalkd connection: the tubes it watches, the tube it last
+//! `use`d (so replies and follow-up puts switch tubes only when they must),
+//! and the delays between reconnects.
+
+use std::time::Duration;
+
+use beanbox_queue::Client;
+
+/// A slot's connection, the tubes it watches, and the tube it last `use`d.
+pub(super) struct Conn {
+    pub(super) client: Client,
+    pub(super) watching: Vec<String>,
+    used: Option<String>,
+}
+
+impl Conn {
+    /// Connects, watches exactly `tubes` (not `default`, unless listed).
+    pub(super) async fn open(addr: &str, tubes: Vec<String>) -> beanbox_queue::Result<Conn> {
+        let mut client = Client::connect(addr).await?;
+        for tube in &tubes {
+            client.watch(tube).await?;
+        }
+        // A fresh connection watches `default`; a slot serves only its tubes.
+        if !tubes.iter().any(|t| t == "default") {
+            client.ignore("default").await?;
+        }
+        Ok(Conn {
+            client,
+            watching: tubes,
+            used: Some("default".into()),
+        })
+    }
+
+    /// Puts `body` on `tube`, `use`ing it first when the last put went
+    /// elsewhere.
+    pub(super) async fn put(
+        &mut self,
+        tube: &str,
+        (priority, delay, ttr): (u32, u32, u32),
+        body: &[u8],
+    ) -> beanbox_queue::Result<u64> {
+        if self.used.as_deref() != Some(tube) {
+            self.used = None;
+            self.client.use_tube(tube).await?;
+            self.used = Some(tube.to_string());
+        }
+        self.client.put(priority, delay, ttr, body).await
+    }
+
+    /// [`Conn::put`], tried again after a short pause while beanstalkd
+    /// refuses it for a reason that may pass (draining, out of memory, an
+    /// internal error): four tries over about 0.35 s. A connection error or
+    /// a refusal that cannot pass (too big) is returned at once.
+    pub(super) async fn put_retrying(
+        &mut self,
+        tube: &str,
+        options: (u32, u32, u32),
+        body: &[u8],
+    ) -> beanbox_queue::Result<u64> {
+        let mut pause = Duration::from_millis(50);
+        for _ in 0..3 {
+            match self.put(tube, options, body).await {
+                Err(e) if e.is_server_busy() => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                done => return done,
+            }
+        }
+        self.put(tube, options, body).await
+    }
+}
+
+/// Reconnect delays: 100 ms doubling to 5 s. Only for a connection that
+/// was lost or could not be opened, never for a request beanstalkd refused.
+pub(super) struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub(super) fn new() -> Self {
+        Backoff(Self::FIRST)
+    }
+
+    pub(super) fn next(&mut self) -> Duration {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        now
+    }
+}

@@ -1,0 +1,513 @@
+//! One reserved job, from its body to its one log line: route it to the
+//! module that serves its tube, wait out a deploy that brings its task, run
+//! the call on the guest runtime while this (I/O) thread touches the job,
+//! then settle it by the failure table ([`settle::decide`]) in one place:
+//! follow-up puts, reply, delete/release/bury.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use beanbox_queue::{Envelope, Job, JobStats};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::conn::Conn;
+use super::guest::GuestCall;
+use super::reply::{self, Delivery};
+use super::settle::{self, Action, Failure, Policy};
+use super::slot::SlotContext;
+use super::{Phase, reached};
+use crate::sandbox::{AttemptCell, CallContext, CallError, JobInfo, KeptInstance, Module, Outcome};
+
+/// What became of a reserved job.
+pub(super) enum Settled {
+    /// Deleted, released or buried (or lost to another worker); after a
+    /// delete, the next job's reserve may have gone in the same write (one
+    /// round trip per job).
+    Done {
+        /// The reply to that reserve, when it was sent.
+        next: Option<beanbox_queue::Result<Job>>,
+    },
+    /// Left untouched, to be handed back by closing the connection (the
+    /// grace period is over, or its module is gone).
+    HandedBack,
+}
+
+/// How long a job whose statistics are not yet known may run before they
+/// are fetched (its TTR may call for touches or an earlier deadline).
+const FACTS_AFTER: Duration = Duration::from_millis(250);
+
+/// How long a job naming a task its module's serving version lacks waits
+/// for a newer version being deployed, at most.
+const DEPLOY_WAIT_MAX: Duration = Duration::from_secs(300);
+
+/// How often a job waiting for a deploy looks again (besides every module
+/// change the registry announces).
+const DEPLOY_POLL: Duration = Duration::from_millis(100);
+
+/// The reserve that rides along with a delete waits for nothing: a job that
+/// is ready comes back in the same round trip, and otherwise the slot goes
+/// back to its ordinary waiting reserve (so the finished job's log line is
+/// not held up by the wait).
+const RESERVE_NOW_SECS: u32 = 0;
+
+/// Runs one reserved job and settles it. Errors are lost connections only.
+///
+/// A slot watching one tube knows the job's tube, so the call starts at
+/// once; the job's statistics (attempt, TTR, priority) ride along with the
+/// delete on success, or are fetched when the task fails, asks for its
+/// attempt, or runs longer than [`FACTS_AFTER`]. A slot watching several
+/// tubes fetches them first, to route the job.
+pub(super) async fn handle(
+    ctx: &SlotContext,
+    conn: &mut Conn,
+    kept: &mut KeptInstance,
+    job: Job,
+    phase: &mut watch::Receiver<Phase>,
+) -> beanbox_queue::Result<Settled> {
+    let started = Instant::now();
+    let mut stats = None;
+    if conn.watching.len() != 1 && facts(&mut stats, conn, job.id).await?.is_none() {
+        return Ok(lost(&job));
+    }
+    let tube = match &stats {
+        Some(s) => s.tube.clone(),
+        None => conn.watching[0].clone(),
+    };
+    let envelope = match Envelope::parse(&job.body) {
+        Ok(env) => env,
+        Err(e) => {
+            let ending = Ending {
+                job: &job,
+                tube: &tube,
+                task: "",
+                reply_to: Envelope::reply_to_of(&job.body),
+                result: Err(Failure::BadEnvelope(e)),
+                outcome: None,
+                started,
+            };
+            return settle(ctx, conn, ending, &mut stats, phase).await;
+        }
+    };
+    let Some(route) = ctx.tenant.routes.iter().find(|r| r.tube == tube) else {
+        return Ok(gone(&job, &tube));
+    };
+    let Some(module) = deployed(ctx, conn, &job, &route.module, &envelope.task, &mut stats, phase)
+        .await?
+    else {
+        return Ok(gone(&job, &tube));
+    };
+    let Some(outcome) = run(ctx, conn, kept, &job, &tube, module, &route.module, &envelope, &mut stats, phase, started).await?
+    else {
+        return Ok(hand_back(&job, &tube, &envelope.task));
+    };
+    let mut outcome = outcome;
+    let result = std::mem::replace(&mut outcome.result, Ok(Value::Null)).map_err(Failure::Call);
+    let ending = Ending {
+        job: &job,
+        tube: &tube,
+        task: &envelope.task,
+        reply_to: envelope.reply_to.clone(),
+        result,
+        outcome: Some(&outcome),
+        started,
+    };
+    settle(ctx, conn, ending, &mut stats, phase).await
+}
+
+/// The module that is to judge a job naming `task`: the serving version,
+/// unless it lacks the task while a newer version of the module is being
+/// deployed; then the job waits for that version (touched, so it stays
+/// ours), up to [`DEPLOY_WAIT_MAX`]. `None`: the module is gone, or the
+/// worker is stopping — the job goes back untouched.
+async fn deployed(
+    ctx: &SlotContext,
+    conn: &mut Conn,
+    job: &Job,
+    name: &str,
+    task: &str,
+    stats: &mut Option<JobStats>,
+    phase: &mut watch::Receiver<Phase>,
+) -> beanbox_queue::Result<Option<Module>> {
+    let mut module = ctx.registry.get(name);
+    let serves = |m: &Module| m.task(task).is_ok();
+    if module.as_ref().is_none_or(serves) || !ctx.registry.pending(name) {
+        return Ok(module);
+    }
+    let waiting = Instant::now();
+    tracing::info!(
+        job = job.id, module = name, task,
+        "task unknown to the serving version while a new version is being deployed; waiting for it"
+    );
+    let Some(s) = facts(stats, conn, job.id).await? else {
+        return Ok(module);
+    };
+    let mut touch = touches(ttr_of(s), Instant::now());
+    let mut changed = ctx.registry.subscribe();
+    while module.as_ref().is_some_and(|m| !serves(m))
+        && ctx.registry.pending(name)
+        && waiting.elapsed() < DEPLOY_WAIT_MAX
+    {
+        tokio::select! {
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(DEPLOY_POLL) => {}
+            _ = touch.tick() => conn.client.touch(job.id).await.or_else(ignore_refusal)?,
+            _ = reached(phase, Phase::Draining) => return Ok(None),
+        }
+        module = ctx.registry.get(name);
+    }
+    tracing::info!(job = job.id, module = name, task, waited_ms = waiting.elapsed().as_millis() as u64, "deploy wait over");
+    Ok(module)
+}
+
+/// Runs the call on the guest runtime while this thread fetches the job's
+/// facts, touches it before its TTR and stops it at the TTR. `None`: the
+/// grace period ended first, and the job is to be handed back.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    ctx: &SlotContext,
+    conn: &mut Conn,
+    kept: &mut KeptInstance,
+    job: &Job,
+    tube: &str,
+    module: Module,
+    module_name: &str,
+    envelope: &Envelope,
+    stats: &mut Option<JobStats>,
+    phase: &mut watch::Receiver<Phase>,
+    started: Instant,
+) -> beanbox_queue::Result<Option<Outcome>> {
+    let cell = stats.is_none().then(|| Arc::new(AttemptCell::default()));
+    let mut limits = ctx.tenant.limits;
+    if let Some(s) = &stats {
+        limits.timeout = limits.timeout.min(ttr_of(s));
+    }
+    let call_ctx = CallContext {
+        limits,
+        job: JobInfo {
+            id: job.id,
+            tube: tube.to_string(),
+            task: envelope.task.clone(),
+            attempt: stats.as_ref().map_or(0, attempt_of),
+        },
+        services: ctx.services.clone(),
+        grants: ctx.grants.clone(),
+        attempt: cell.clone(),
+    };
+    let mut call = GuestCall::spawn(
+        &ctx.guests,
+        module,
+        envelope.task.clone(),
+        envelope.kwargs.clone(),
+        call_ctx,
+        kept,
+        ctx.tenant.jobs_per_instance(module_name),
+    );
+
+    let mut outcome = None;
+    if let Some(cell) = &cell {
+        tokio::select! {
+            o = &mut call => outcome = Some(o),
+            () = tokio::time::sleep(FACTS_AFTER) => {}
+            () = cell.wanted() => {}
+            _ = reached(phase, Phase::Abort) => return Ok(None),
+        }
+        if outcome.is_none() {
+            // Fetched while the call goes on; both are polled here.
+            let fetched = {
+                let request = facts(stats, conn, job.id);
+                tokio::pin!(request);
+                tokio::select! {
+                    s = &mut request => s,
+                    o = &mut call => {
+                        outcome = Some(o);
+                        request.await
+                    }
+                }
+            }?;
+            // A job whose statistics are gone lost its reservation; the
+            // call finishes, and settling reports it.
+            cell.set(fetched.map_or(0, attempt_of));
+        }
+    }
+    let outcome = match outcome {
+        Some(o) => o,
+        None => {
+            // Touch the job before its TTR runs out, so beanstalkd never
+            // hands a running job to another worker, and stop the task at
+            // its TTR: its deadline never exceeds it. The guest runs on
+            // other threads, so these happen on time whatever it does.
+            let ttr = stats.as_ref().map_or(limits.timeout, ttr_of);
+            let mut touch = touches(ttr, started);
+            let end = tokio::time::Instant::from_std(started) + ttr;
+            loop {
+                tokio::select! {
+                    o = &mut call => break o,
+                    _ = touch.tick() => conn.client.touch(job.id).await.or_else(ignore_refusal)?,
+                    () = tokio::time::sleep_until(end) => break deadline_outcome(&envelope.task, ttr, started),
+                    _ = reached(phase, Phase::Abort) => return Ok(None),
+                }
+            }
+        }
+    };
+    *kept = call.into_kept();
+    Ok(Some(outcome))
+}
+
+/// A touch before each TTR ends, from `since`.
+fn touches(ttr: Duration, since: Instant) -> tokio::time::Interval {
+    let every = ttr.saturating_sub(Duration::from_secs(1)).max(ttr / 2);
+    let start = tokio::time::Instant::from_std(since);
+    tokio::time::interval_at(start + every, every)
+}
+
+/// A touch refused (the job is no longer ours) changes nothing here:
+/// settling finds out and says so.
+fn ignore_refusal(e: beanbox_queue::Error) -> beanbox_queue::Result<()> {
+    if e.is_connection_error() {
+        Err(e)
+    } else {
+        Ok(())
+    }
+}
+
+/// Everything settling needs to know of a finished job.
+struct Ending<'a> {
+    job: &'a Job,
+    tube: &'a str,
+    task: &'a str,
+    reply_to: Option<String>,
+    result: Result<Value, Failure>,
+    /// The call's outcome; `None` when there was no call (bad envelope).
+    outcome: Option<&'a Outcome>,
+    started: Instant,
+}
+
+/// Settles a finished job by the failure table, in one place: the
+/// follow-up puts of a success, the reply of a finished job, then delete,
+/// release or bury; then its one log line. Only a lost connection is an
+/// error; every refusal is told in the log line.
+async fn settle(
+    ctx: &SlotContext,
+    conn: &mut Conn,
+    ending: Ending<'_>,
+    stats: &mut Option<JobStats>,
+    phase: &watch::Receiver<Phase>,
+) -> beanbox_queue::Result<Settled> {
+    let Ending {
+        job,
+        tube,
+        task,
+        reply_to,
+        mut result,
+        outcome,
+        started,
+    } = ending;
+    let staged = outcome.map_or(&[][..], staged_puts);
+    if result.is_ok()
+        && !staged.is_empty()
+        && let Err(why) = super::puts::send(conn, staged).await?
+    {
+        result = Err(Failure::FollowUps(why));
+    }
+    let policy = Policy {
+        max_attempts: ctx.tenant.max_attempts,
+        backoff: ctx.tenant.backoff,
+        backoff_max: ctx.tenant.backoff_max,
+    };
+    let action = match &result {
+        Ok(_) => Action::Delete,
+        Err(failure) => match facts(stats, conn, job.id).await? {
+            Some(s) => settle::decide(Some(failure), attempt_of(s), &policy),
+            // Not ours any more (its TTR ran out and another worker has
+            // it, or it was deleted): nothing to release or bury.
+            None => {
+                let extras = LogExtras {
+                    refused: Some("the job is no longer reserved by this worker".into()),
+                    ..LogExtras::default()
+                };
+                log_finished(job.id, tube, task, 0, None, &result, outcome, &extras, started);
+                return Ok(Settled::Done { next: None });
+            }
+        },
+    };
+    let mut extras = LogExtras::default();
+    if action.replies()
+        && let Some(reply_to) = &reply_to
+    {
+        let body = reply::body(job.id, task, result.as_ref());
+        extras.reply = Some(reply::send(conn, reply_to, job.id, task, &body).await?);
+    }
+    let mut next = None;
+    let done = match action {
+        Action::Delete if *phase.borrow() == Phase::Running => {
+            let (deleted, reserved) = if stats.is_some() {
+                conn.client
+                    .delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)
+                    .await
+            } else {
+                // The statistics, for the log line, in the same write.
+                let (s, d, r) = conn
+                    .client
+                    .stats_delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)
+                    .await;
+                match s {
+                    Ok(s) => *stats = Some(s),
+                    Err(e) if e.is_connection_error() => return Err(e),
+                    Err(_) => {}
+                }
+                (d, r)
+            };
+            next = Some(reserved);
+            deleted
+        }
+        Action::Delete => {
+            facts(stats, conn, job.id).await?;
+            conn.client.delete(job.id).await
+        }
+        Action::Release { delay } => {
+            let pri = stats.as_ref().map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
+            conn.client.release(job.id, pri, delay).await
+        }
+        Action::Bury => {
+            let pri = stats.as_ref().map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
+            conn.client.bury(job.id, pri).await
+        }
+    };
+    match done {
+        Ok(()) => {}
+        Err(e) if e.is_connection_error() => return Err(e),
+        // E.g. NOT_FOUND: its TTR ran out and another worker has it.
+        Err(e) => extras.refused = Some(format!("{} refused: {e}; the job may run again", action.outcome())),
+    }
+    // 0 only when the statistics could not be had (the job vanished).
+    let attempt = stats.as_ref().map_or(0, attempt_of);
+    log_finished(job.id, tube, task, attempt, Some(action), &result, outcome, &extras, started);
+    Ok(Settled::Done { next })
+}
+
+/// The job's statistics, fetched now unless already known. `None`: the job
+/// is gone from beanstalkd's view of this connection (NOT_FOUND).
+async fn facts<'a>(
+    stats: &'a mut Option<JobStats>,
+    conn: &mut Conn,
+    id: u64,
+) -> beanbox_queue::Result<Option<&'a JobStats>> {
+    if stats.is_none() {
+        match conn.client.stats_job(id).await {
+            Ok(s) => *stats = Some(s),
+            Err(e) if e.is_connection_error() => return Err(e),
+            Err(e) => {
+                tracing::warn!(job = id, error = %e, "cannot read the job's statistics");
+                return Ok(None);
+            }
+        }
+    }
+    Ok(stats.as_ref())
+}
+
+/// Which attempt a job is on: beanstalkd's release count, plus one. It
+/// survives worker restarts.
+fn attempt_of(stats: &JobStats) -> u32 {
+    u32::try_from(stats.releases)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1)
+}
+
+fn ttr_of(stats: &JobStats) -> Duration {
+    Duration::from_secs(u64::from(stats.ttr.max(1)))
+}
+
+/// The outcome of a call stopped at the job's TTR.
+fn deadline_outcome(task: &str, ttr: Duration, started: Instant) -> Outcome {
+    Outcome {
+        result: Err(CallError::Deadline {
+            task: task.to_string(),
+            after: ttr,
+        }),
+        fuel_used: 0,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        elapsed: started.elapsed(),
+        // Stopped mid-call: its instance, fresh or kept, is gone.
+        instance_jobs: 0,
+    }
+}
+
+/// The grace period is over: the caller closes the connection, which makes
+/// beanstalkd put the job back at once, without counting an attempt.
+fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
+    tracing::warn!(
+        job = job.id,
+        tube,
+        task,
+        "grace period over: handing the unfinished job back"
+    );
+    Settled::HandedBack
+}
+
+/// The module was removed after the reserve (or the worker is stopping
+/// while the job waited for a deploy): leave the job untouched. Closing the
+/// connection puts it back without counting an attempt.
+fn gone(job: &Job, tube: &str) -> Settled {
+    tracing::warn!(job = job.id, tube, "module gone or worker stopping; leaving the job queued");
+    Settled::HandedBack
+}
+
+/// A job this worker no longer holds: nothing to settle.
+fn lost(job: &Job) -> Settled {
+    tracing::warn!(job = job.id, "cannot read the job's statistics: it is no longer reserved by this worker");
+    Settled::Done { next: None }
+}
+
+/// What the log line adds besides the outcome.
+#[derive(Default)]
+struct LogExtras {
+    reply: Option<Delivery>,
+    /// A settling request beanstalkd refused.
+    refused: Option<String>,
+}
+
+/// The one line every finished job gets.
+#[allow(clippy::too_many_arguments)]
+fn log_finished(
+    id: u64,
+    tube: &str,
+    task: &str,
+    attempt: u32,
+    action: Option<Action>,
+    result: &Result<Value, Failure>,
+    outcome: Option<&Outcome>,
+    extras: &LogExtras,
+    started: Instant,
+) {
+    let fuel = outcome.map_or(0, |o| o.fuel_used);
+    let instance_jobs = outcome.map_or(0, |o| o.instance_jobs);
+    let puts = outcome.map_or(0, |o| staged_puts(o).len());
+    // Whole microseconds: prints as 0.706, not 0.7059460000000001.
+    let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    let reason = result.as_ref().err().map(ToString::to_string);
+    let reply = extras.reply.as_ref().map(Delivery::describe);
+    let reply = reply.as_deref();
+    let refused = extras.refused.as_deref();
+    let outcome_word = action.map_or("lost", Action::outcome);
+    match action {
+        Some(Action::Delete) => tracing::info!(
+            job = id, tube, task, attempt, outcome = outcome_word, ms, fuel, instance_jobs, puts,
+            reply, refused, "job done"
+        ),
+        Some(Action::Release { delay }) => tracing::warn!(
+            job = id, tube, task, attempt, outcome = outcome_word, delay, ms, fuel, instance_jobs,
+            reason = reason.as_deref().unwrap_or(""), refused, "job failed; retrying"
+        ),
+        Some(Action::Bury) | None => tracing::error!(
+            job = id, tube, task, attempt, outcome = outcome_word, ms, fuel, instance_jobs,
+            reason = reason.as_deref().unwrap_or(""), reply, refused, "job failed"
+        ),
+    }
+}
+
+/// The follow-up jobs a call staged. TODO(merge): Outcome.puts.
+fn staged_puts(_outcome: &Outcome) -> &[crate::sandbox::PutRequest] {
+    &[]
+}

@@ -1,0 +1,141 @@
+//! Hostile tasks as jobs: a guest burning CPU inside host imports, a log
+//! flood and a put flood, each run by a real `runner` against a real
+//! beanstalkd next to ordinary jobs; and the follow-up puts of jobs that fail
+//! or succeed.
+
+use std::time::{Duration, Instant};
+
+use beanbox_queue::testing::Beanstalkd;
+use beanbox_queue::{JobState, Producer};
+use serde_json::json;
+
+use crate::worker_support::{
+    Replies, Worker, abc, connect, eventually, job_stats, put, put_with, wait_state,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_burning_cpu_in_log_is_stopped_at_its_ttr_while_other_tubes_keep_serving() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let mut worker = Worker::start(
+        &addr,
+        &[("burner", "hostile"), ("quick", "hello")],
+        &["--max-attempts", "1", "--memory-mb", "256"],
+    );
+    worker.wait_ready(&addr, "quick", 1).await;
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    // 60 MB a message, a thousand times: minutes of host CPU unless the
+    // import itself is bounded and charged.
+    let kwargs = json!({"mb": 60, "times": 1000});
+    let id = put_with(&mut producer, "burner", "log-huge", kwargs, None, 4).await;
+    let mut client = connect(&addr).await;
+    wait_state(&mut client, id, JobState::Reserved).await;
+
+    // Meanwhile another tube answers as fast as ever (~1 ms a job here).
+    let mut replies = Replies::watch(&addr, "quick-replies").await;
+    let mut latencies = Vec::new();
+    for _ in 0..11 {
+        let sent = Instant::now();
+        put(&mut producer, "quick", "task-one", abc(), Some("quick-replies")).await;
+        replies.next(Duration::from_secs(10)).await;
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    assert!(
+        median < Duration::from_millis(100),
+        "a parallel tube's jobs took {latencies:?}"
+    );
+
+    // Stopped at its TTR (the deadline never exceeds it), touched until
+    // then, and settled by the table: never timed out by beanstalkd, never
+    // run again.
+    let stats = wait_state(&mut client, id, JobState::Buried).await;
+    assert_eq!((stats.reserves, stats.timeouts), (1, 0), "{stats:?}");
+    let lines = worker.wait_outcomes(id, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0]["reason"].as_str().unwrap().contains("time limit"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_flood_puts_at_most_the_budget_and_only_when_the_task_succeeds() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let worker = Worker::start(
+        &addr,
+        &[("flood", "hostile")],
+        &["--max-puts", "25", "--put-tube", "flood-out"],
+    );
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    let id = put(
+        &mut producer,
+        "flood",
+        "put-bomb",
+        json!({"tube": "flood-out", "n": 100_000}),
+        Some("flood-replies"),
+    )
+    .await;
+    let mut replies = Replies::watch(&addr, "flood-replies").await;
+    let reply = replies.next(Duration::from_secs(30)).await;
+    assert_eq!(reply.job, id);
+    assert_eq!(
+        crate::worker_support::ok(&reply),
+        &json!(25),
+        "the guest saw 25 puts accepted"
+    );
+    let mut client = connect(&addr).await;
+    let stats = client.stats_tube("flood-out").await.unwrap();
+    assert_eq!(stats.current_jobs_ready, 25, "{stats:?}");
+    let lines = worker.wait_outcomes(id, 1).await;
+    assert_eq!(lines[0]["puts"], 25, "{}", lines[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_puts_then_fails_leaves_no_follow_up_and_one_that_succeeds_exactly_one() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let worker = Worker::start(
+        &addr,
+        &[("staged", "hostile")],
+        &["--max-attempts", "3", "--backoff", "0", "--put-tube", "staged-out"],
+    );
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    let failing = put(
+        &mut producer,
+        "staged",
+        "put-then-fail",
+        json!({"tube": "staged-out"}),
+        None,
+    )
+    .await;
+    let mut client = connect(&addr).await;
+    let stats = wait_state(&mut client, failing, JobState::Buried).await;
+    assert_eq!(stats.reserves, 3, "{stats:?}");
+    let out = client.stats_tube("staged-out").await.ok();
+    assert_eq!(
+        out.map_or(0, |s| s.total_jobs),
+        0,
+        "a failed job's follow-ups were put"
+    );
+
+    let succeeding = put(
+        &mut producer,
+        "staged",
+        "put-one",
+        json!({"tube": "staged-out"}),
+        None,
+    )
+    .await;
+    eventually(Duration::from_secs(20), "the job to be deleted", async || {
+        job_stats(&mut client, succeeding).await.is_none().then_some(())
+    })
+    .await;
+    let out = client.stats_tube("staged-out").await.unwrap();
+    assert_eq!(out.total_jobs, 1, "{out:?}");
+    let lines = worker.wait_outcomes(succeeding, 1).await;
+    assert_eq!(lines[0]["puts"], 1, "{}", lines[0]);
+}
