@@ -146,7 +146,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let guests = tokio::runtime::Builder::new_multi_thread()
         .thread_name("beanbox-guest")
-        .enable_time()
+        .enable_all()
         .build()?;
     if !args.modules.is_dir() {
         anyhow::bail!(
