@@ -260,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_bad_fields_are_protocol_errors() {
+    fn missing_or_bad_fields_are_malformed() {
         let without_ttr = String::from_utf8(JOB.to_vec())
             .unwrap()
             .replace("ttr: 10\n", "");

@@ -478,3 +478,28 @@ async fn unreadable_stats_field_from_a_real_server_leaves_the_client_usable() {
     c.delete(id).await.unwrap();
     assert!(c.stats_job(id).await.unwrap_err().is_not_found());
 }
+
+#[tokio::test]
+async fn put_in_leaves_no_tube_in_use() {
+    let server = Beanstalkd::start();
+    let mut c = connect(&server).await;
+    let id = c.put_in("replies-1", 5, 0, 60, b"one").await.unwrap();
+    assert_eq!(c.list_tube_used().await.unwrap(), "default");
+    let s = c.stats_job(id).await.unwrap();
+    assert_eq!((s.tube.as_str(), s.pri, s.ttr), ("replies-1", 5, 60));
+    // Once its job is gone, nothing keeps the tube.
+    c.delete(id).await.unwrap();
+    assert_eq!(c.list_tubes().await.unwrap(), ["default"]);
+    // A refused put leaves the connection in step and using `default`.
+    let small = Beanstalkd::start_with_args(&["-z", "10"]);
+    let mut c = connect(&small).await;
+    let e = c.put_in("replies-2", 0, 0, 60, b"eleven byte").await.unwrap_err();
+    assert!(matches!(e, Error::JobTooBig), "{e:?}");
+    assert!(!c.is_broken());
+    assert_eq!(c.list_tube_used().await.unwrap(), "default");
+    assert_eq!(c.list_tubes().await.unwrap(), ["default"]);
+    assert!(matches!(
+        c.put_in("no spaces", 0, 0, 60, b"x").await,
+        Err(Error::InvalidTube(_))
+    ));
+}
