@@ -18,5 +18,6 @@ mod put;
 mod python;
 mod python_worker;
 mod reuse;
+mod seed;
 mod tenants;
 mod worker;
