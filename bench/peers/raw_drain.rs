@@ -124,7 +124,10 @@ fn drain(addr: &str, tube: &str, conns: usize, pipe: bool) -> (u64, f64) {
         .collect();
     ready.wait();
     let started = Instant::now();
-    let jobs = threads.into_iter().map(|t| t.join().expect("drain thread")).sum();
+    let jobs = threads
+        .into_iter()
+        .map(|t| t.join().expect("drain thread"))
+        .sum();
     (jobs, started.elapsed().as_secs_f64())
 }
 
@@ -160,7 +163,9 @@ fn main() {
             drain(addr, tube, number(conns.as_bytes()) as usize, true)
         }
         _ => {
-            eprintln!("usage: raw-drain put ADDR TUBE N BODY | raw-drain drain ADDR TUBE CONNS [pipe]");
+            eprintln!(
+                "usage: raw-drain put ADDR TUBE N BODY | raw-drain drain ADDR TUBE CONNS [pipe]"
+            );
             std::process::exit(2);
         }
     };

@@ -364,10 +364,7 @@ fn raw_drain(ctx: &Ctx, args: &[&str]) -> anyhow::Result<Value> {
 /// Fills `tube` with `jobs` copies of the body, pipelined.
 fn fill(ctx: &Ctx, tube: &str, jobs: u64) -> anyhow::Result<()> {
     let n = jobs.to_string();
-    let put = raw_drain(
-        ctx,
-        &["put", &ctx.server.addr(), tube, &n, &body(tube)],
-    )?;
+    let put = raw_drain(ctx, &["put", &ctx.server.addr(), tube, &n, &body(tube)])?;
     if put["jobs"].as_u64() != Some(jobs) {
         bail!("the fill put {put} jobs, not {jobs}");
     }

@@ -189,7 +189,14 @@ async fn put_wait_leaves_no_reply_tube_behind() {
         let output = runner_put(
             &addr,
             &[
-                "--tube", "put-tidy", task, "--kwargs", kwargs, "--wait", "--timeout", "20",
+                "--tube",
+                "put-tidy",
+                task,
+                "--kwargs",
+                kwargs,
+                "--wait",
+                "--timeout",
+                "20",
             ],
         )
         .await;
@@ -212,7 +219,14 @@ async fn a_reply_after_put_wait_gave_up_sits_on_an_unwatched_tube() {
     let output = runner_put(
         &addr,
         &[
-            "--tube", "put-late", "task_one", "--kwargs", ABC, "--wait", "--timeout", "1",
+            "--tube",
+            "put-late",
+            "task_one",
+            "--kwargs",
+            ABC,
+            "--wait",
+            "--timeout",
+            "1",
         ],
     )
     .await;
@@ -220,12 +234,11 @@ async fn a_reply_after_put_wait_gave_up_sits_on_an_unwatched_tube() {
     assert_eq!(reply_tubes(&addr).await, Vec::<String>::new());
     let _worker = Worker::hello(&addr, "put-late", &[]);
     let mut client = connect(&addr).await;
-    let orphan = crate::worker_support::eventually(
-        Duration::from_secs(20),
-        "the late reply",
-        async || reply_tubes(&addr).await.pop(),
-    )
-    .await;
+    let orphan =
+        crate::worker_support::eventually(Duration::from_secs(20), "the late reply", async || {
+            reply_tubes(&addr).await.pop()
+        })
+        .await;
     let stats = client.stats_tube(&orphan).await.unwrap();
     assert_eq!(
         (stats.current_jobs_ready, stats.current_watching),

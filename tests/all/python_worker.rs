@@ -169,7 +169,14 @@ async fn python_spin_and_hoard_hit_limits_and_the_worker_keeps_serving() {
     let worker = start(
         &addr,
         &[("py-limits", support::python_wasm())],
-        &["--fuel", "2000000000", "--timeout", "60", "--max-attempts", "1"],
+        &[
+            "--fuel",
+            "2000000000",
+            "--timeout",
+            "60",
+            "--max-attempts",
+            "1",
+        ],
     )
     .await;
     let mut replies = Replies::watch(&addr, "py-limits-replies").await;

@@ -58,7 +58,10 @@ async fn seed_job_completes(addr: &str, tube: &str, id: u64) {
         json!({"func_name": "task_one", "tube": tube, "kwargs": {"arg1": "a", "arg2": "b", "arg3": "c"}})
     );
     let stats = job_stats(&mut client, id).await.expect("the job waits");
-    assert_eq!((stats.tube.as_str(), stats.pri, stats.ttr), (tube, 1 << 31, 120));
+    assert_eq!(
+        (stats.tube.as_str(), stats.pri, stats.ttr),
+        (tube, 1 << 31, 120)
+    );
 
     let worker = Worker::hello(addr, tube, &[]);
     wait_deleted(&mut client, id).await;
@@ -75,7 +78,12 @@ async fn job_put_in_the_seed_format_completes() {
     let output = run_bounded(
         Command::new(&python)
             .arg(&fixture)
-            .args(["--port", &server.port().to_string(), "--tube", "seed-fixture"])
+            .args([
+                "--port",
+                &server.port().to_string(),
+                "--tube",
+                "seed-fixture",
+            ])
             .args(["task_one", r#"{"arg1": "a", "arg2": "b", "arg3": "c"}"#]),
         Duration::from_secs(20),
     )

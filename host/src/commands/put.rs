@@ -106,7 +106,10 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
             .put(&args.tube, &args.task, &kwargs, &opts)
             .await
             .with_context(|| format!("failed to put the job on tube `{}`", args.tube))?;
-        eprintln!("job {id} put on tube `{}`; waiting for its result", args.tube);
+        eprintln!(
+            "job {id} put on tube `{}`; waiting for its result",
+            args.tube
+        );
         let waited = wait_for_reply(&mut replies, id, args.timeout).await?;
         // Neither connection uses or watches the reply tube any more, so
         // beanstalkd drops it (unless a reply comes after all: see the

@@ -468,7 +468,10 @@ async fn unreadable_stats_field_from_a_real_server_leaves_the_client_usable() {
     let id = c.put(0, 0, 60, b"ready").await.unwrap();
     // A ready job's time-left is 0, which the proxy garbles.
     let e = c.stats_job(id).await.unwrap_err();
-    assert!(matches!(&e, Error::Malformed(m) if m.contains("time-left")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Malformed(m) if m.contains("time-left")),
+        "{e:?}"
+    );
     assert!(!e.is_connection_error() && !c.is_broken(), "{e:?}");
     // The same connection goes on: reserve, delete, statistics.
     let job = c.reserve_with_timeout(0).await.unwrap();
@@ -493,7 +496,10 @@ async fn put_in_leaves_no_tube_in_use() {
     // A refused put leaves the connection in step and using `default`.
     let small = Beanstalkd::start_with_args(&["-z", "10"]);
     let mut c = connect(&small).await;
-    let e = c.put_in("replies-2", 0, 0, 60, b"eleven byte").await.unwrap_err();
+    let e = c
+        .put_in("replies-2", 0, 0, 60, b"eleven byte")
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::JobTooBig), "{e:?}");
     assert!(!c.is_broken());
     assert_eq!(c.list_tube_used().await.unwrap(), "default");

@@ -175,8 +175,7 @@ fn stats_job_reply(value: &str) -> &'static [u8] {
 
 #[tokio::test]
 async fn negative_time_left_is_read() {
-    let (addr, server) =
-        fake_server(vec![(b"stats-job 4\r\n", vec![stats_job_reply("-1")])]).await;
+    let (addr, server) = fake_server(vec![(b"stats-job 4\r\n", vec![stats_job_reply("-1")])]).await;
     let mut c = Client::connect(&addr).await.unwrap();
     assert_eq!(c.stats_job(4).await.unwrap().time_left, -1);
     server.await.unwrap();
