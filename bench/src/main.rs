@@ -184,7 +184,7 @@ impl Paths {
             .collect();
         if !missing.is_empty() {
             bail!(
-                "missing {}; scripts/bench.sh builds and copies everything the bench needs",
+                "missing {}; scripts/bench.sh builds everything the bench needs",
                 missing.join(", ")
             );
         }
