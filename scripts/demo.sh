@@ -60,13 +60,11 @@ sleep 1
 show put --tube hello version --wait
 
 if [ -x target/seed-venv/bin/python ]; then
-    echo; echo "== the seed framework's own Python producer puts a job; beanbox runs it"
-    seed="$demo/python-seed"; cp -r "$root/../shared/peers/python-seed" "$seed" 2>/dev/null || true
-    if [ -f "$seed/tasks.py" ]; then
-        (cd "$seed" && BEANSTALKD_HOST="$host" BEANSTALKD_PORT="$port" SEED_TUBE=hello \
-            "$root/target/seed-venv/bin/python" -c 'import tasks; print("seed put job", tasks.task_one.put(arg1="s", arg2="e", arg3="ed"))')
-        sleep 1
-    fi
+    echo; echo "== a job in the seed framework's format ({\"func_name\", \"tube\", \"kwargs\"}, put by"
+    echo "   tests/fixtures/seed_producer.py as the seed's Putter does); beanbox runs it unchanged"
+    target/seed-venv/bin/python tests/fixtures/seed_producer.py --host "$host" --port "$port" \
+        --tube hello task_one '{"arg1": "s", "arg2": "e", "arg3": "ed"}' | sed 's/^/seed put job /'
+    sleep 1
 fi
 
 echo; echo "== a task written in Python (tasks/hello-py) is deployed as py.wasm; the worker"

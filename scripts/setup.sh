@@ -31,7 +31,8 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2 >&2
 fi
 
-# The seed's Python producer (shared/peers/python-seed) needs greenstalk.
+# The seed-format producer (tests/fixtures/seed_producer.py) and the bench's
+# Python peer (bench/peers/seed_worker.py) need greenstalk.
 venv="$root/target/seed-venv"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import greenstalk' 2>/dev/null; then
     if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi

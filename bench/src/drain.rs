@@ -2,8 +2,8 @@
 //! concurrency 1, 2, 4 and 8, next to the raw std-only client (the ceiling)
 //! and the seed's Python worker; then the same task in Rust, Python and
 //! JavaScript at concurrency 1, with a fresh instance a job and with
-//! `--reuse`. The method is `shared/peers/bench/bench.py`'s:
-//! a fresh tube a run, filled pipelined on one connection; workers are timed
+//! `--reuse`. The peers live in `bench/peers`. The method: a fresh tube a
+//! run, filled pipelined on one connection; workers are timed
 //! from the first `cmd-delete` a 5 ms `stats-tube` poll sees to the last, so
 //! start-up is not counted; raw-drain times itself.
 
@@ -364,10 +364,7 @@ fn raw_drain(ctx: &Ctx, args: &[&str]) -> anyhow::Result<Value> {
 /// Fills `tube` with `jobs` copies of the body, pipelined.
 fn fill(ctx: &Ctx, tube: &str, jobs: u64) -> anyhow::Result<()> {
     let n = jobs.to_string();
-    let put = raw_drain(
-        ctx,
-        &["put", &ctx.server.addr(), tube, &n, &body(tube), "pipe"],
-    )?;
+    let put = raw_drain(ctx, &["put", &ctx.server.addr(), tube, &n, &body(tube)])?;
     if put["jobs"].as_u64() != Some(jobs) {
         bail!("the fill put {put} jobs, not {jobs}");
     }
@@ -450,8 +447,7 @@ async fn seed(ctx: &Ctx, procs: u16, level: &str) -> anyhow::Result<Sample> {
         let child = ctx
             .pin
             .client(&ctx.paths.python)
-            .arg("worker.py")
-            .current_dir(&ctx.paths.seed)
+            .arg(&ctx.paths.seed_worker)
             .env("BEANSTALKD_PORT", ctx.server.port().to_string())
             .env("SEED_TUBE", &tube)
             .env("LOG_LEVEL", level)

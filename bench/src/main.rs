@@ -3,7 +3,8 @@
 //! asserted). Sections:
 //!
 //! - `drain`: 20,000 seed-style jobs through `runner` at concurrency 1–8,
-//!   next to the raw std-only client and the seed's Python worker;
+//!   next to a raw std-only client and a Python worker that works as the
+//!   seed's does (both in `bench/peers`);
 //! - `sandbox`: the per-job cost of a fresh instance, by engine options;
 //! - `compute`: a compute-heavy guest against the same code native;
 //! - `latency`: put → reply at low load;
@@ -112,10 +113,11 @@ pub struct Paths {
     pub runner: PathBuf,
     /// The task components (`hello.wasm`, `compute.wasm`).
     pub tasks: PathBuf,
-    /// The raw std-only client, built from a copy of shared/peers.
+    /// The raw std-only client (`bench/peers/raw_drain.rs`).
     pub raw_drain: PathBuf,
-    /// The copy of the seed's Python worker.
-    pub seed: PathBuf,
+    /// The Python worker that works as the seed's does
+    /// (`bench/peers/seed_worker.py`).
+    pub seed_worker: PathBuf,
     /// A Python with greenstalk.
     pub python: PathBuf,
 }
@@ -126,8 +128,8 @@ impl Paths {
         Paths {
             runner: target.join("release/runner"),
             tasks: tasks.unwrap_or_else(|| root.join("tasks/target/wasm32-wasip2/release")),
-            raw_drain: target.join("peers/bench/raw-drain/target/release/raw-drain"),
-            seed: target.join("peers/python-seed"),
+            raw_drain: target.join("release/raw-drain"),
+            seed_worker: root.join("bench/peers/seed_worker.py"),
             python: target.join("seed-venv/bin/python"),
         }
     }
@@ -171,7 +173,7 @@ impl Paths {
         if wants(Section::Drain) {
             need.extend([
                 self.raw_drain.clone(),
-                self.seed.join("worker.py"),
+                self.seed_worker.clone(),
                 self.python.clone(),
             ]);
         }
@@ -182,7 +184,7 @@ impl Paths {
             .collect();
         if !missing.is_empty() {
             bail!(
-                "missing {}; scripts/bench.sh builds and copies everything the bench needs",
+                "missing {}; scripts/bench.sh builds everything the bench needs",
                 missing.join(", ")
             );
         }

@@ -1,7 +1,6 @@
 //! The processes the bench starts: its own beanstalkd on a free loopback
 //! port, and the clients under test, each placed on CPUs by `--pin`
-//! (`taskset`, as `shared/peers/bench/bench.py` does). Every one is killed
-//! by its guard, by PID.
+//! (`taskset`). Every one is killed by its guard, by PID.
 
 use std::ffi::OsStr;
 use std::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 //! `hello.wasm` copies tells which version served a job.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use beanbox_queue::testing::Beanstalkd;
@@ -18,15 +18,20 @@ use crate::worker_support::{Replies, abc, connect, job_stats, ok, put, wait_dele
 
 /// Replacements of `hello.wasm` in the swap test: valid and invalid in turn.
 const SWAPS: u16 = 10;
-/// Time between two replacements.
+/// Time between two replacements, after a valid version has served.
 const SWAP_EVERY: Duration = Duration::from_millis(700);
 /// Jobs the swap test puts at least.
 const MIN_JOBS: usize = 5_000;
 /// Jobs put but not yet answered, at most: keeps jobs flowing through every
 /// swap without piling up a backlog the test would wait for at the end.
 const MAX_OUTSTANDING: usize = 200;
-/// How soon after its rename a valid version must serve.
-const SERVE_BOUND: Duration = Duration::from_secs(5);
+/// How soon after its rename a valid version must serve: ten times what a
+/// debug build takes to compile hello on a busy machine (~2 s). The swapper
+/// waits for each valid version to serve before it swaps again, so the test
+/// does not depend on the machine's speed.
+const SERVE_BOUND: Duration = Duration::from_secs(20);
+/// How long the swap test may take in all.
+const SWAP_TEST_BOUND: Duration = Duration::from_secs(150);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
@@ -50,6 +55,8 @@ async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
     let put_count = AtomicUsize::new(0);
     let replied = AtomicUsize::new(0);
     let swaps_done = AtomicBool::new(false);
+    // The newest version a reply came from.
+    let newest_served = AtomicU16::new(0);
     let producing_done = AtomicBool::new(false);
     let started = Instant::now();
 
@@ -59,8 +66,8 @@ async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
         let mut ids = Vec::new();
         while ids.len() < MIN_JOBS || !swaps_done.load(Ordering::SeqCst) {
             assert!(
-                started.elapsed() < Duration::from_secs(45),
-                "only {} of {} jobs answered after 45 s",
+                started.elapsed() < SWAP_TEST_BOUND,
+                "only {} of {} jobs answered after {SWAP_TEST_BOUND:?}",
                 replied.load(Ordering::SeqCst),
                 ids.len()
             );
@@ -84,7 +91,13 @@ async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
                 0 | 2 => {
                     let version = swap / 2 + 1;
                     modules.deploy("hello", &versions[usize::from(version - 1)]);
-                    deployed.push((version, Instant::now()));
+                    let at = Instant::now();
+                    deployed.push((version, at));
+                    while newest_served.load(Ordering::SeqCst) < version
+                        && at.elapsed() < SERVE_BOUND
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
                 1 => modules.deploy("hello", &garbage),
                 _ => modules.deploy("hello", &truncated),
@@ -104,7 +117,7 @@ async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
         let mut got: Vec<(Instant, ReplyBody)> = Vec::new();
         while !(producing_done.load(Ordering::SeqCst)
             && got.len() >= put_count.load(Ordering::SeqCst))
-            && started.elapsed() < Duration::from_secs(50)
+            && started.elapsed() < SWAP_TEST_BOUND + Duration::from_secs(5)
         {
             let job = match client.reserve_with_timeout(1).await {
                 Ok(job) => job,
@@ -113,7 +126,13 @@ async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
             };
             let at = Instant::now();
             client.delete(job.id).await.unwrap();
-            got.push((at, ReplyBody::parse(&job.body).unwrap()));
+            let reply = ReplyBody::parse(&job.body).unwrap();
+            if let Some(v) = (1..=SWAPS / 2)
+                .find(|v| reply.outcome.as_ref().ok() == Some(&json!(version_marker(*v))))
+            {
+                newest_served.fetch_max(v, Ordering::SeqCst);
+            }
+            got.push((at, reply));
             replied.store(got.len(), Ordering::SeqCst);
         }
         got

@@ -13,7 +13,7 @@ use crate::support::{call_with, fails_with, fuel, memory_mb, ok, timeout};
 const SMALL_FUEL: u64 = 5_000_000;
 
 /// How long past its deadline a call may take to come back.
-const MARGIN: Duration = Duration::from_millis(300);
+const MARGIN: Duration = Duration::from_millis(4500);
 
 /// The checksum hostile's `burn` computes.
 fn burn_checksum(iterations: u64) -> u64 {

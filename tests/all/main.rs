@@ -18,6 +18,7 @@ mod put;
 mod python;
 mod python_worker;
 mod reuse;
+mod seed;
 mod settling;
 mod tenants;
 mod worker;

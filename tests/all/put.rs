@@ -166,3 +166,82 @@ async fn put_wait_without_a_worker_times_out_with_exit_1() {
     let stats = client.stats_tube("put-nobody").await.unwrap();
     assert_eq!(stats.current_jobs_ready, 1);
 }
+
+/// The `beanbox-reply-*` tubes that exist on `addr`.
+async fn reply_tubes(addr: &str) -> Vec<String> {
+    let mut client = connect(addr).await;
+    let mut tubes = client.list_tubes().await.unwrap();
+    tubes.retain(|t| t.starts_with("beanbox-reply-"));
+    tubes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_wait_leaves_no_reply_tube_behind() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let worker = Worker::hello(&addr, "put-tidy", &["--backoff", "0"]);
+    for (task, kwargs, code) in [
+        ("task_one", ABC, 0),
+        ("fail", r#"{"message":"no"}"#, 3),
+        ("task_one", ABC, 0),
+        ("task_one", "{}", 2),
+    ] {
+        let output = runner_put(
+            &addr,
+            &[
+                "--tube",
+                "put-tidy",
+                task,
+                "--kwargs",
+                kwargs,
+                "--wait",
+                "--timeout",
+                "20",
+            ],
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(code), "{}", text(&output.stderr));
+    }
+    // Checked with the worker still running: neither `put --wait` nor the
+    // worker's slots (which reply with `Client::put_in`) keep a reply tube
+    // in use or watched, so beanstalkd has dropped every one.
+    assert_eq!(reply_tubes(&addr).await, Vec::<String>::new());
+    drop(worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_after_put_wait_gave_up_sits_on_an_unwatched_tube() {
+    // What the README tells operators to look for: the producer is gone, the
+    // job runs later, its reply stays on a tube nobody watches.
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let output = runner_put(
+        &addr,
+        &[
+            "--tube",
+            "put-late",
+            "task_one",
+            "--kwargs",
+            ABC,
+            "--wait",
+            "--timeout",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(reply_tubes(&addr).await, Vec::<String>::new());
+    let _worker = Worker::hello(&addr, "put-late", &[]);
+    let mut client = connect(&addr).await;
+    let orphan =
+        crate::worker_support::eventually(Duration::from_secs(20), "the late reply", async || {
+            reply_tubes(&addr).await.pop()
+        })
+        .await;
+    let stats = client.stats_tube(&orphan).await.unwrap();
+    assert_eq!(
+        (stats.current_jobs_ready, stats.current_watching),
+        (1, 0),
+        "{stats:?}"
+    );
+}

@@ -10,7 +10,7 @@
 //! one directory under the target dir, shared by these tests and runs.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use beanbox_queue::testing::Beanstalkd;
 use beanbox_queue::{JobState, Producer};
@@ -169,17 +169,24 @@ async fn python_spin_and_hoard_hit_limits_and_the_worker_keeps_serving() {
     let worker = start(
         &addr,
         &[("py-limits", support::python_wasm())],
-        &["--timeout", "2", "--max-attempts", "1"],
+        &[
+            "--fuel",
+            "2000000000",
+            "--timeout",
+            "60",
+            "--max-attempts",
+            "1",
+        ],
     )
     .await;
     let mut replies = Replies::watch(&addr, "py-limits-replies").await;
     let mut producer = Producer::connect(&addr).await.unwrap();
     let mut client = connect(&addr).await;
 
-    // `while True: pass` under the default 1e10 fuel and a 2 s timeout: the
-    // interpreter burns the fuel first (well under a second on an idle
-    // machine), so the job fails with `fuel`, not `deadline`.
-    let started = Instant::now();
+    // `while True: pass` under 2e9 fuel and a 60 s timeout: the limits are
+    // far enough apart that fuel runs out first on any machine (a slow one
+    // burns 4e9 a second: 0.5 s, 120x short of the deadline), so the job
+    // fails with `fuel`, not `deadline`.
     let spin = put(
         &mut producer,
         "py-limits",
@@ -189,22 +196,15 @@ async fn python_spin_and_hoard_hit_limits_and_the_worker_keeps_serving() {
     )
     .await;
     let reply = replies.next(REPLY).await;
-    let took = started.elapsed();
     assert_eq!(reply.job, spin);
     let error = err(&reply);
     assert_eq!(error.kind, "fuel", "{error}");
-    assert!(
-        took < Duration::from_secs(10),
-        "stopped only after {took:?}"
-    );
     let line = outcome(&worker, spin).await;
     assert_eq!(line["outcome"], "buried", "{line}");
-    let ms = line["ms"].as_f64().expect("the outcome line has `ms`");
-    assert!(ms < 2000.0, "fuel ran out after the deadline: {line}");
     wait_state(&mut client, spin, JobState::Buried).await;
 
     // Appending 1 MiB bytearrays forever: the memory limiter refuses growth
-    // past the default 64 MiB.
+    // past the default 64 MiB (64 allocations cost far less than 2e9 fuel).
     let hoard = put(
         &mut producer,
         "py-limits",

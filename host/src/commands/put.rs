@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use beanbox_queue::{Client, Producer, PutOptions, ReplyBody};
+use beanbox_queue::{Client, Producer, PutOptions, ReplyBody, ReplyError};
 use clap::Args;
 
 use super::{EXIT_BAD_INPUT, EXIT_ERROR, EXIT_LIMIT, EXIT_TASK_FAILED, exit_codes_help};
@@ -96,47 +96,80 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
         }
         // A private reply tube, watched before the job can finish.
         let reply_tube = private_tube_name();
-        let mut replies = Client::connect(addr).await.with_context(|| format!("cannot reach beanstalkd at {addr}"))?;
+        let mut replies = Client::connect(addr)
+            .await
+            .with_context(|| format!("cannot reach beanstalkd at {addr}"))?;
         replies.watch(&reply_tube).await?;
         replies.ignore("default").await?;
-        opts.reply_to = Some(reply_tube);
+        opts.reply_to = Some(reply_tube.clone());
         let id = producer
             .put(&args.tube, &args.task, &kwargs, &opts)
             .await
             .with_context(|| format!("failed to put the job on tube `{}`", args.tube))?;
-        eprintln!("job {id} put on tube `{}`; waiting for its result", args.tube);
-        let deadline = Instant::now() + Duration::from_secs(u64::from(args.timeout));
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-            let job = match replies.reserve_with_timeout(u32::try_from(left).unwrap_or(u32::MAX)).await {
-                Ok(job) => job,
-                Err(e) if e.is_timeout() => {
-                    eprintln!("error: no result for job {id} within {}s; it may still be queued or retrying", args.timeout);
-                    return Ok(ExitCode::from(EXIT_ERROR));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            replies.delete(job.id).await?;
-            let reply = ReplyBody::parse(&job.body).context("the reply is not a beanbox result")?;
-            if reply.job != id {
-                continue;
+        eprintln!(
+            "job {id} put on tube `{}`; waiting for its result",
+            args.tube
+        );
+        let waited = wait_for_reply(&mut replies, id, args.timeout).await?;
+        // Neither connection uses or watches the reply tube any more, so
+        // beanstalkd drops it (unless a reply comes after all: see the
+        // README on `put --wait`).
+        producer.client().use_tube("default").await?;
+        replies.watch("default").await?;
+        replies.ignore(&reply_tube).await?;
+        Ok(match waited {
+            None => {
+                eprintln!(
+                    "error: no result for job {id} within {}s; it may still be queued or retrying",
+                    args.timeout
+                );
+                ExitCode::from(EXIT_ERROR)
             }
-            return Ok(match reply.outcome {
-                Ok(value) => {
-                    println!("{value}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {}", e.message);
-                    ExitCode::from(match e.kind.as_str() {
-                        "unknown-task" | "bad-kwargs" | "bad-envelope" => EXIT_BAD_INPUT,
-                        "fuel" | "memory" | "deadline" | "output" => EXIT_LIMIT,
-                        _ => EXIT_TASK_FAILED,
-                    })
-                }
-            });
-        }
+            Some(Ok(value)) => {
+                println!("{value}");
+                ExitCode::SUCCESS
+            }
+            Some(Err(e)) => {
+                eprintln!("error: {}", e.message);
+                ExitCode::from(exit_code_for_kind(&e.kind))
+            }
+        })
     })
+}
+
+/// Reserves and deletes replies on the private tube until job `id`'s comes
+/// (`Some`) or `timeout` seconds pass (`None`).
+async fn wait_for_reply(
+    replies: &mut Client,
+    id: u64,
+    timeout: u32,
+) -> anyhow::Result<Option<Result<serde_json::Value, ReplyError>>> {
+    let deadline = Instant::now() + Duration::from_secs(u64::from(timeout));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+        let job = match replies
+            .reserve_with_timeout(u32::try_from(left).unwrap_or(u32::MAX))
+            .await
+        {
+            Ok(job) => job,
+            Err(e) if e.is_timeout() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        replies.delete(job.id).await?;
+        let reply = ReplyBody::parse(&job.body).context("the reply is not a beanbox result")?;
+        if reply.job == id {
+            return Ok(Some(reply.outcome));
+        }
+    }
+}
+
+/// The exit code for an error reply's kind: those of `runner call`.
+fn exit_code_for_kind(kind: &str) -> u8 {
+    match kind {
+        "unknown-task" | "bad-kwargs" | "bad-envelope" => EXIT_BAD_INPUT,
+        "fuel" | "memory" | "deadline" | "output" => EXIT_LIMIT,
+        _ => EXIT_TASK_FAILED,
+    }
 }
 
 fn private_tube_name() -> String {

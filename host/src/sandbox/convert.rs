@@ -1,6 +1,6 @@
-//! JSON <-> WIT values, one rule set in both directions (the table in
-//! DESIGN.md). Going in, every mismatch names the argument path, the WIT type
-//! expected and what came; coming out cannot fail.
+//! JSON <-> WIT values, one rule set in both directions (the README's
+//! "JSON ↔ WIT" table). Going in, every mismatch names the argument path, the
+//! WIT type expected and what came; coming out cannot fail.
 
 use serde_json::{Map, Number, Value};
 use wasmtime::component::Val;

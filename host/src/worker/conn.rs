@@ -1,16 +1,14 @@
-//! A slot's beanstalkd connection: the tubes it watches, the tube it last
-//! `use`d (so replies and follow-up puts switch tubes only when they must),
-//! and the delays between reconnects.
+//! A slot's beanstalkd connection: the tubes it watches, its puts (replies
+//! and follow-up jobs) and the delays between reconnects.
 
 use std::time::Duration;
 
 use beanbox_queue::Client;
 
-/// A slot's connection, the tubes it watches, and the tube it last `use`d.
+/// A slot's connection and the tubes it watches.
 pub(super) struct Conn {
     pub(super) client: Client,
     pub(super) watching: Vec<String>,
-    used: Option<String>,
 }
 
 impl Conn {
@@ -27,24 +25,18 @@ impl Conn {
         Ok(Conn {
             client,
             watching: tubes,
-            used: Some("default".into()),
         })
     }
 
-    /// Puts `body` on `tube`, `use`ing it first when the last put went
-    /// elsewhere.
+    /// Puts `body` on `tube` in one round trip that leaves the connection
+    /// using `default` again, so that no slot keeps a reply tube alive.
     pub(super) async fn put(
         &mut self,
         tube: &str,
         (priority, delay, ttr): (u32, u32, u32),
         body: &[u8],
     ) -> beanbox_queue::Result<u64> {
-        if self.used.as_deref() != Some(tube) {
-            self.used = None;
-            self.client.use_tube(tube).await?;
-            self.used = Some(tube.to_string());
-        }
-        self.client.put(priority, delay, ttr, body).await
+        self.client.put_in(tube, priority, delay, ttr, body).await
     }
 
     /// [`Conn::put`], tried again after a short pause while beanstalkd

@@ -68,7 +68,8 @@ pub(super) async fn handle(
     let started = Instant::now();
     let mut stats = None;
     if conn.watching.len() != 1 && facts(&mut stats, conn, job.id).await?.is_none() {
-        return Ok(lost(&job));
+        // Its tube cannot be known: hand it back rather than guess.
+        return Ok(Settled::HandedBack);
     }
     let tube = match &stats {
         Some(s) => s.tube.clone(),
@@ -317,18 +318,12 @@ async fn settle(
     };
     let action = match &result {
         Ok(_) => Action::Delete,
+        // Statistics that cannot be read (the job vanished, or a reply the
+        // client cannot parse): bury, which loses nothing and is never
+        // retried blindly; beanstalkd refuses it if the job is not ours.
         Err(failure) => match facts(stats, conn, job.id).await? {
             Some(s) => settle::decide(Some(failure), attempt_of(s), &policy),
-            // Not ours any more (its TTR ran out and another worker has
-            // it, or it was deleted): nothing to release or bury.
-            None => {
-                let extras = LogExtras {
-                    refused: Some("the job is no longer reserved by this worker".into()),
-                    ..LogExtras::default()
-                };
-                log_finished(job.id, tube, task, 0, None, &result, outcome, &extras, started);
-                return Ok(Settled::Done { next: None });
-            }
+            None => Action::Bury,
         },
     };
     let mut extras = LogExtras::default();
@@ -452,12 +447,6 @@ fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
 fn gone(job: &Job, tube: &str) -> Settled {
     tracing::warn!(job = job.id, tube, "module gone or worker stopping; leaving the job queued");
     Settled::HandedBack
-}
-
-/// A job this worker no longer holds: nothing to settle.
-fn lost(job: &Job) -> Settled {
-    tracing::warn!(job = job.id, "cannot read the job's statistics: it is no longer reserved by this worker");
-    Settled::Done { next: None }
 }
 
 /// What the log line adds besides the outcome.

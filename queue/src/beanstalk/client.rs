@@ -128,6 +128,56 @@ impl Client {
         }
     }
 
+    /// Puts a job on `tube` and goes back to using `default`: `use tube`,
+    /// `put` and `use default` in one write, so one round trip. A
+    /// connection that puts on many tubes this way (a worker's replies)
+    /// keeps none of them in use, and beanstalkd drops a tube once its jobs
+    /// are gone and nobody uses or watches it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::put`], and [`Error::InvalidTube`] before sending.
+    pub async fn put_in(
+        &mut self,
+        tube: &str,
+        priority: u32,
+        delay: u32,
+        ttr: u32,
+        body: &[u8],
+    ) -> Result<u64> {
+        proto::validate_tube(tube)?;
+        let use_tube = Command::Use(tube);
+        let put = Command::Put {
+            priority,
+            delay,
+            ttr,
+            body,
+        };
+        let use_default = Command::Use("default");
+        let sent = self.send(&[use_tube, put, use_default]).await;
+        if self.write_buf.capacity() > KEEP_WRITE_BUFFER {
+            self.write_buf = BytesMut::with_capacity(1024);
+        }
+        sent?;
+        match self.receive().await? {
+            Response::Using(used) if used == tube => {}
+            other => return Err(self.unexpected(use_tube, other)),
+        }
+        let inserted = match self.receive().await? {
+            Response::Inserted(id) => Ok(id),
+            Response::Buried(Some(id)) => Err(Error::Buried(Some(id))),
+            other => Err(self.unexpected(put, other)),
+        };
+        if self.desynced {
+            // The next frame is not the `use default` answer.
+            return inserted;
+        }
+        match self.receive().await? {
+            Response::Using(used) if used == "default" => inserted,
+            other => Err(self.unexpected(use_default, other)),
+        }
+    }
+
     /// Waits for a job from the watched tubes, however long it takes.
     ///
     /// # Errors

@@ -4,8 +4,9 @@
 
 /// Everything a beanstalkd request can fail with.
 ///
-/// The first group mirrors the server's replies one to one; the last four
-/// (`InvalidTube`, `Io`, `Protocol`, `Closed`) are raised by the client.
+/// The first group mirrors the server's replies one to one; the last five
+/// (`InvalidTube`, `Malformed`, `Io`, `Protocol`, `Closed`) are raised by
+/// the client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -54,6 +55,11 @@ pub enum Error {
         "invalid tube name {0:?}: 1 to 200 bytes of letters, digits and `-+/;.$_()`, not starting with `-`"
     )]
     InvalidTube(String),
+    /// A reply arrived whole but its content could not be read (a stats
+    /// field missing or out of range). Only this request failed: the
+    /// connection is still in step and stays usable.
+    #[error("beanstalkd reply could not be read: {0}")]
+    Malformed(String),
     /// Reading from or writing to the connection failed.
     #[error("beanstalkd connection failed: {0}")]
     Io(#[from] std::io::Error),

@@ -2,6 +2,17 @@
 //! `list-*` commands return. beanstalkd writes only flat `key: value` maps
 //! and `- item` lists after `---`, so a dozen lines of parsing replace a YAML
 //! dependency.
+//!
+//! Each numeric field has the type its value can take in beanstalkd 1.12
+//! (`prot.c`, `STATS_JOB_FMT` and `STATS_TUBE_FMT`): the fields beanstalkd
+//! computes as a difference of two clock readings are signed, because they
+//! go negative — `time-left` of a reserved job whose TTR has passed but which
+//! the server has not yet timed out, `age` after the wall clock stepped back,
+//! `pause-time-left` between a pause's end and the server's next tick.
+//!
+//! A reply that cannot be read is [`Error::Malformed`], not a connection
+//! error: the whole body was read, so the connection is still in step and
+//! the next request works.
 
 use std::collections::BTreeMap;
 
@@ -33,14 +44,18 @@ pub struct JobStats {
     pub state: JobState,
     /// Its priority (0 is most urgent).
     pub pri: u32,
-    /// Seconds since it was put.
-    pub age: u64,
-    /// The delay it was put or released with, in seconds.
+    /// Seconds since it was put (wall clock, so negative after the clock
+    /// stepped back).
+    pub age: i64,
+    /// The delay it was put or released with, in seconds (beanstalkd prints
+    /// it signed but only ever stores the `u32` a command gave it).
     pub delay: u32,
-    /// Its time to run, in seconds.
+    /// Its time to run, in seconds (a `u32` from `put`, as `delay`).
     pub ttr: u32,
-    /// Seconds until a reserved job times out or a delayed one gets ready.
-    pub time_left: u64,
+    /// Seconds until a reserved job times out or a delayed one gets ready;
+    /// 0 in the other states. Negative when that moment has passed and the
+    /// server has not acted on it yet.
+    pub time_left: i64,
     /// The binlog file that holds it (0 without `-b`).
     pub file: u64,
     /// How often it was reserved.
@@ -85,8 +100,9 @@ pub struct TubeStats {
     pub cmd_pause_tube: u64,
     /// Seconds the tube was last paused for.
     pub pause: u64,
-    /// Seconds until the pause ends.
-    pub pause_time_left: u64,
+    /// Seconds until the pause ends; negative between its end and the
+    /// server's next tick.
+    pub pause_time_left: i64,
 }
 
 impl JobStats {
@@ -94,7 +110,8 @@ impl JobStats {
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when the body is not a flat map or lacks a key.
+    /// [`Error::Malformed`] when the body is not a flat map, lacks a key or
+    /// has a value out of its field's range.
     pub fn from_yaml(yaml: &[u8]) -> Result<JobStats, Error> {
         let map = parse_map(yaml)?;
         let get = Fields(&map);
@@ -106,7 +123,7 @@ impl JobStats {
                 "delayed" => JobState::Delayed,
                 "reserved" => JobState::Reserved,
                 "buried" => JobState::Buried,
-                other => return Err(Error::Protocol(format!("unknown job state {other:?}"))),
+                other => return Err(Error::Malformed(format!("unknown job state {other:?}"))),
             },
             pri: get.num("pri")?,
             age: get.num("age")?,
@@ -128,7 +145,8 @@ impl TubeStats {
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when the body is not a flat map or lacks a key.
+    /// [`Error::Malformed`] when the body is not a flat map, lacks a key or
+    /// has a value out of its field's range.
     pub fn from_yaml(yaml: &[u8]) -> Result<TubeStats, Error> {
         let map = parse_map(yaml)?;
         let get = Fields(&map);
@@ -158,14 +176,16 @@ impl Fields<'_> {
         self.0
             .get(key)
             .map(String::as_str)
-            .ok_or_else(|| Error::Protocol(format!("stats reply has no {key:?}")))
+            .ok_or_else(|| Error::Malformed(format!("stats reply has no {key:?}")))
     }
 
     fn num<T: std::str::FromStr>(&self, key: &str) -> Result<T, Error> {
         let value = self.str(key)?;
-        value
-            .parse()
-            .map_err(|_| Error::Protocol(format!("stats field {key:?} is not a number: {value:?}")))
+        value.parse().map_err(|_| {
+            Error::Malformed(format!(
+                "stats field {key:?} is not a number in range: {value:?}"
+            ))
+        })
     }
 }
 
@@ -173,7 +193,7 @@ impl Fields<'_> {
 ///
 /// # Errors
 ///
-/// [`Error::Protocol`] when the text is not UTF-8, lacks the `---` header, or
+/// [`Error::Malformed`] when the text is not UTF-8, lacks the `---` header, or
 /// has a line without `: `.
 pub fn parse_map(yaml: &[u8]) -> Result<BTreeMap<String, String>, Error> {
     let mut map = BTreeMap::new();
@@ -182,7 +202,7 @@ pub fn parse_map(yaml: &[u8]) -> Result<BTreeMap<String, String>, Error> {
         let (key, value) = line
             .split_once(": ")
             .or_else(|| line.strip_suffix(':').map(|key| (key, "")))
-            .ok_or_else(|| Error::Protocol(format!("stats line is not `key: value`: {line:?}")))?;
+            .ok_or_else(|| Error::Malformed(format!("stats line is not `key: value`: {line:?}")))?;
         map.insert(key.to_owned(), unquote(value).to_owned());
     }
     Ok(map)
@@ -192,24 +212,24 @@ pub fn parse_map(yaml: &[u8]) -> Result<BTreeMap<String, String>, Error> {
 ///
 /// # Errors
 ///
-/// [`Error::Protocol`] when the text is not UTF-8, lacks the `---` header, or
+/// [`Error::Malformed`] when the text is not UTF-8, lacks the `---` header, or
 /// has a line that is not `- item`.
 pub fn parse_list(yaml: &[u8]) -> Result<Vec<String>, Error> {
     document_lines(yaml)?
         .map(|line| {
             line.strip_prefix("- ")
                 .map(|item| unquote(item).to_owned())
-                .ok_or_else(|| Error::Protocol(format!("list line is not `- item`: {line:?}")))
+                .ok_or_else(|| Error::Malformed(format!("list line is not `- item`: {line:?}")))
         })
         .collect()
 }
 
 fn document_lines(yaml: &[u8]) -> Result<impl Iterator<Item = &str>, Error> {
     let text = std::str::from_utf8(yaml)
-        .map_err(|_| Error::Protocol("stats reply is not UTF-8".to_owned()))?;
+        .map_err(|_| Error::Malformed("stats reply is not UTF-8".to_owned()))?;
     let mut lines = text.lines();
     if lines.next() != Some("---") {
-        return Err(Error::Protocol(
+        return Err(Error::Malformed(
             "stats reply does not start with `---`".to_owned(),
         ));
     }
@@ -240,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_bad_fields_are_protocol_errors() {
+    fn missing_or_bad_fields_are_malformed() {
         let without_ttr = String::from_utf8(JOB.to_vec())
             .unwrap()
             .replace("ttr: 10\n", "");
@@ -255,6 +275,49 @@ mod tests {
             .unwrap()
             .replace("pri: 5", "pri: -5");
         assert!(JobStats::from_yaml(bad_pri.as_bytes()).is_err());
+    }
+
+    /// `stats-job` as beanstalkd 1.12 wrote it for a reserved job one second
+    /// past its TTR that the server had not yet timed out (issue 10: a `u64`
+    /// here dropped the worker's connection and the job ran again).
+    const OVERDUE: &[u8] = b"---\nid: 7\ntube: default\nstate: reserved\npri: 1024\nage: 21\ndelay: 0\nttr: 5\ntime-left: -1\nfile: 0\nreserves: 1\ntimeouts: 0\nreleases: 0\nburies: 0\nkicks: 0\n";
+
+    #[test]
+    fn negative_time_left_is_read() {
+        let s = JobStats::from_yaml(OVERDUE).unwrap();
+        assert_eq!((s.id, s.state, s.ttr), (7, JobState::Reserved, 5));
+        assert_eq!((s.time_left, s.age), (-1, 21));
+    }
+
+    #[test]
+    fn signed_fields_take_what_beanstalkd_prints() {
+        // PRId64 fields: the whole i64 range, both ends.
+        let job = String::from_utf8(JOB.to_vec())
+            .unwrap()
+            .replace("time-left: 0", "time-left: -9223372036854775808")
+            .replace("age: 0", "age: -3")
+            .replace("\ntube: foo", "\ntube: \"foo\"");
+        let s = JobStats::from_yaml(job.as_bytes()).unwrap();
+        assert_eq!((s.time_left, s.age, s.tube.as_str()), (i64::MIN, -3, "foo"));
+        let tube = b"---\nname: \"t\"\ncurrent-jobs-urgent: 0\ncurrent-jobs-ready: 0\ncurrent-jobs-reserved: 0\ncurrent-jobs-delayed: 0\ncurrent-jobs-buried: 0\ntotal-jobs: 18446744073709551615\ncurrent-using: 0\ncurrent-watching: 0\ncurrent-waiting: 0\ncmd-delete: 0\ncmd-pause-tube: 1\npause: 2\npause-time-left: -1\n";
+        let s = TubeStats::from_yaml(tube).unwrap();
+        assert_eq!((s.name.as_str(), s.total_jobs), ("t", u64::MAX));
+        assert_eq!((s.pause, s.pause_time_left), (2, -1));
+    }
+
+    #[test]
+    fn unreadable_fields_are_malformed_not_connection_errors() {
+        for (from, to) in [
+            ("time-left: 0", "time-left: soon"),
+            ("pri: 5", "pri: 4294967296"),
+            ("reserves: 0", "reserves: -1"),
+            ("kicks: 0\n", ""),
+        ] {
+            let job = String::from_utf8(JOB.to_vec()).unwrap().replace(from, to);
+            let e = JobStats::from_yaml(job.as_bytes()).unwrap_err();
+            assert!(matches!(e, Error::Malformed(_)), "{to:?}: {e:?}");
+            assert!(!e.is_connection_error(), "{to:?}: {e:?}");
+        }
     }
 
     #[test]

@@ -135,7 +135,10 @@ async fn bury_then_kick_and_kick_job() {
 async fn touch_restarts_the_time_to_run() {
     let server = Beanstalkd::start();
     let mut c = connect(&server).await;
-    let id = c.put(0, 0, 3, b"slow").await.unwrap();
+    // time-left counts whole seconds: after 1.2 s it reads at most 58, and
+    // right after the touch 59 (the next request comes within a second).
+    // A long TTR keeps a slow machine from timing the job out meanwhile.
+    let id = c.put(0, 0, 60, b"slow").await.unwrap();
     c.reserve().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = c.stats_job(id).await.unwrap().time_left;
@@ -418,4 +421,91 @@ async fn abandoned_request_breaks_the_client() {
         "{e:?}"
     );
     assert!(e.to_string().contains("reconnect"), "{e}");
+}
+
+/// Serves one connection by relaying it to `upstream`, with every `from` in
+/// the server's replies replaced by `to` (as long: reply lengths stay true).
+/// A short reply reaches us in one read on loopback, so a match is never
+/// split between reads.
+async fn rewriting_proxy(upstream: String, from: &'static [u8], to: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    assert_eq!(from.len(), to.len());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+        let (mut client_rd, mut client_wr) = client.into_split();
+        let (mut server_rd, mut server_wr) = server.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut client_rd, &mut server_wr).await });
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = server_rd.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            let mut chunk = buf[..n].to_vec();
+            let mut i = 0;
+            while i + from.len() <= chunk.len() {
+                if &chunk[i..i + from.len()] == from {
+                    chunk[i..i + from.len()].copy_from_slice(to);
+                }
+                i += 1;
+            }
+            if client_wr.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn unreadable_stats_field_from_a_real_server_leaves_the_client_usable() {
+    let server = Beanstalkd::start();
+    let proxy = rewriting_proxy(server.addr(), b"time-left: 0\n", b"time-left: ?\n").await;
+    let mut c = beanbox_queue::Client::connect(&proxy).await.unwrap();
+    let id = c.put(0, 0, 60, b"ready").await.unwrap();
+    // A ready job's time-left is 0, which the proxy garbles.
+    let e = c.stats_job(id).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Malformed(m) if m.contains("time-left")),
+        "{e:?}"
+    );
+    assert!(!e.is_connection_error() && !c.is_broken(), "{e:?}");
+    // The same connection goes on: reserve, delete, statistics.
+    let job = c.reserve_with_timeout(0).await.unwrap();
+    assert_eq!(job.id, id);
+    let s = c.stats_job(id).await.unwrap();
+    assert!(s.time_left > 0 && s.time_left <= 60, "{s:?}");
+    c.delete(id).await.unwrap();
+    assert!(c.stats_job(id).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn put_in_leaves_no_tube_in_use() {
+    let server = Beanstalkd::start();
+    let mut c = connect(&server).await;
+    let id = c.put_in("replies-1", 5, 0, 60, b"one").await.unwrap();
+    assert_eq!(c.list_tube_used().await.unwrap(), "default");
+    let s = c.stats_job(id).await.unwrap();
+    assert_eq!((s.tube.as_str(), s.pri, s.ttr), ("replies-1", 5, 60));
+    // Once its job is gone, nothing keeps the tube.
+    c.delete(id).await.unwrap();
+    assert_eq!(c.list_tubes().await.unwrap(), ["default"]);
+    // A refused put leaves the connection in step and using `default`.
+    let small = Beanstalkd::start_with_args(&["-z", "10"]);
+    let mut c = connect(&small).await;
+    let e = c
+        .put_in("replies-2", 0, 0, 60, b"eleven byte")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::JobTooBig), "{e:?}");
+    assert!(!c.is_broken());
+    assert_eq!(c.list_tube_used().await.unwrap(), "default");
+    assert_eq!(c.list_tubes().await.unwrap(), ["default"]);
+    assert!(matches!(
+        c.put_in("no spaces", 0, 0, 60, b"x").await,
+        Err(Error::InvalidTube(_))
+    ));
 }

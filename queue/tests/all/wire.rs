@@ -162,3 +162,50 @@ async fn buried_put_carries_the_new_id() {
     );
     assert!(!c.is_broken());
 }
+
+/// A `stats-job` reply as beanstalkd writes it, `time-left` set to `value`.
+fn stats_job_reply(value: &str) -> &'static [u8] {
+    let body = format!(
+        "---\nid: 4\ntube: default\nstate: reserved\npri: 0\nage: 9\ndelay: 0\nttr: 5\ntime-left: {value}\nfile: 0\nreserves: 1\ntimeouts: 0\nreleases: 0\nburies: 0\nkicks: 0\n"
+    );
+    format!("OK {}\r\n{body}\r\n", body.len())
+        .into_bytes()
+        .leak()
+}
+
+#[tokio::test]
+async fn negative_time_left_is_read() {
+    let (addr, server) = fake_server(vec![(b"stats-job 4\r\n", vec![stats_job_reply("-1")])]).await;
+    let mut c = Client::connect(&addr).await.unwrap();
+    assert_eq!(c.stats_job(4).await.unwrap().time_left, -1);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn unreadable_stats_field_fails_that_call_and_the_next_one_works() {
+    let (addr, server) = fake_server(vec![
+        (b"stats-job 4\r\n", vec![stats_job_reply("soon")]),
+        (b"use a\r\n", vec![b"USING a\r\n"]),
+        (
+            b"stats-job 4\r\ndelete 4\r\nreserve-with-timeout 0\r\n",
+            vec![stats_job_reply("1e3"), b"DELETED\r\nRESERVED 5 1\r\nx\r\n"],
+        ),
+    ])
+    .await;
+    let mut c = Client::connect(&addr).await.unwrap();
+    let e = c.stats_job(4).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Malformed(m) if m.contains("time-left") && m.contains("soon")),
+        "{e:?}"
+    );
+    assert!(!e.is_connection_error());
+    assert!(!c.is_broken());
+    c.use_tube("a").await.unwrap();
+    // In a pipeline, the statistics fail alone.
+    let (stats, deleted, reserved) = c.stats_delete_and_reserve_with_timeout(4, 0).await;
+    assert!(matches!(stats, Err(Error::Malformed(_))), "{stats:?}");
+    deleted.unwrap();
+    assert_eq!(reserved.unwrap().id, 5);
+    assert!(!c.is_broken());
+    server.await.unwrap();
+}
