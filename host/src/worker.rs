@@ -19,7 +19,7 @@ use crate::config::{Config, Defaults, PutTubes, Tenant};
 use crate::registry::Registry;
 use crate::sandbox::{
     AttemptCell, CallContext, CallError, JobInfo, KeptInstance, Level, PutError, PutRequest,
-    Services, host::PutFuture,
+    Services,
 };
 
 /// Where a worker (or one tenant's slots) is in its life.
@@ -708,6 +708,8 @@ fn deadline_outcome(task: &str, ttr: Duration, started: Instant) -> crate::sandb
         elapsed: started.elapsed(),
         // Stopped mid-call: its instance, fresh or kept, is gone.
         instance_jobs: 0,
+        puts: Vec::new(),
+        budget_hits: Vec::new(),
     }
 }
 
@@ -805,61 +807,69 @@ impl Services for WorkerServices {
         crate::sandbox::host::emit_log(job, level, message);
     }
 
-    fn put(&self, _job: &JobInfo, request: PutRequest) -> PutFuture {
-        let allowed = self.put_tubes.allows(&request.tube);
-        let (addr, producer) = (self.shared.addr.clone(), self.shared.producer.clone());
-        Box::pin(async move {
-            if !allowed {
-                return Err(PutError::Denied(format!(
-                    "this task may not put jobs on tube `{}`",
-                    request.tube
-                )));
-            }
-            let opts = beanbox_queue::PutOptions {
-                priority: request
-                    .options
-                    .priority
-                    .unwrap_or(beanbox_queue::producer::DEFAULT_PRIORITY),
-                delay: request.options.delay_secs.unwrap_or(0),
-                ttr: request
-                    .options
-                    .ttr_secs
-                    .unwrap_or(beanbox_queue::producer::DEFAULT_TTR),
-                reply_to: None,
-            };
-            let mut guard = producer.lock().await;
-            // One retry on a fresh connection: the shared one may have gone
-            // stale while beanstalkd restarted.
-            for _ in 0..2 {
-                let p = match guard.as_mut() {
-                    Some(p) => p,
-                    None => match Producer::connect(&addr).await {
-                        Ok(p) => guard.insert(p),
-                        Err(e) => {
-                            return Err(PutError::Unavailable(format!(
-                                "cannot reach beanstalkd at {addr}: {e}"
-                            )));
-                        }
-                    },
-                };
-                match p
-                    .put(&request.tube, &request.task, &request.kwargs, &opts)
-                    .await
-                {
-                    Ok(id) => return Ok(id),
-                    Err(e) if e.is_connection_error() => *guard = None,
-                    Err(beanbox_queue::Error::InvalidTube(t)) => {
-                        return Err(PutError::Invalid(format!("bad tube name: {t}")));
-                    }
-                    Err(e @ beanbox_queue::Error::JobTooBig) => {
-                        return Err(PutError::Invalid(e.to_string()));
-                    }
-                    Err(e) => return Err(PutError::Other(e.to_string())),
-                }
-            }
-            Err(PutError::Unavailable(format!(
-                "lost the connection to beanstalkd at {addr}"
+    fn check_put(&self, _job: &JobInfo, request: &PutRequest) -> Result<(), PutError> {
+        if self.put_tubes.allows(&request.tube) {
+            Ok(())
+        } else {
+            Err(PutError::Denied(format!(
+                "this task may not put jobs on tube `{}`",
+                request.tube
             )))
-        })
+        }
+    }
+}
+
+impl WorkerServices {
+    /// Puts a staged follow-up job on the shared connection and returns its
+    /// id. For the worker's settle path: a succeeded job's
+    /// [`Outcome::puts`](crate::sandbox::Outcome), before its delete.
+    #[allow(dead_code)] // until the settle path sends staged puts
+    async fn send(&self, request: &PutRequest) -> Result<u64, PutError> {
+        let (addr, producer) = (&self.shared.addr, &self.shared.producer);
+        let opts = beanbox_queue::PutOptions {
+            priority: request
+                .options
+                .priority
+                .unwrap_or(beanbox_queue::producer::DEFAULT_PRIORITY),
+            delay: request.options.delay_secs.unwrap_or(0),
+            ttr: request
+                .options
+                .ttr_secs
+                .unwrap_or(beanbox_queue::producer::DEFAULT_TTR),
+            reply_to: None,
+        };
+        let mut guard = producer.lock().await;
+        // One retry on a fresh connection: the shared one may have gone
+        // stale while beanstalkd restarted.
+        for _ in 0..2 {
+            let p = match guard.as_mut() {
+                Some(p) => p,
+                None => match Producer::connect(addr).await {
+                    Ok(p) => guard.insert(p),
+                    Err(e) => {
+                        return Err(PutError::Unavailable(format!(
+                            "cannot reach beanstalkd at {addr}: {e}"
+                        )));
+                    }
+                },
+            };
+            match p
+                .put(&request.tube, &request.task, &request.kwargs, &opts)
+                .await
+            {
+                Ok(id) => return Ok(id),
+                Err(e) if e.is_connection_error() => *guard = None,
+                Err(beanbox_queue::Error::InvalidTube(t)) => {
+                    return Err(PutError::Invalid(format!("bad tube name: {t}")));
+                }
+                Err(e @ beanbox_queue::Error::JobTooBig) => {
+                    return Err(PutError::Invalid(e.to_string()));
+                }
+                Err(e) => return Err(PutError::Other(e.to_string())),
+            }
+        }
+        Err(PutError::Unavailable(format!(
+            "lost the connection to beanstalkd at {addr}"
+        )))
     }
 }

@@ -6,6 +6,7 @@ mod deploy_support;
 mod support;
 mod worker_support;
 
+mod budgets;
 mod cache;
 mod cli;
 mod compute;
