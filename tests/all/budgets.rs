@@ -15,6 +15,7 @@ use beanbox::sandbox::{
 use serde_json::{Value, json};
 
 use crate::support::{self, assert_exit, error_line, object, runner_call, stderr, stdout};
+use crate::worker_support::run_bounded;
 
 /// Far more fuel than any of these calls can burn before its deadline.
 const ENDLESS_FUEL: &str = "1000000000000000000";
@@ -38,15 +39,32 @@ fn task_lines(output: &std::process::Output) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn a_guest_looping_on_huge_log_messages_stops_at_its_deadline() {
+/// `runner call hostile.wasm log-huge` with `extra` flags and the task's
+/// own log lines filtered out, killed (and failing) after 60 s; returns the
+/// output and how long it took.
+async fn log_huge_bounded(kwargs: Value, extra: &[&str]) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let output = run_bounded(
+        support::runner()
+            .arg("call")
+            .arg(support::wasm("hostile"))
+            .args(["log-huge", "--kwargs", &kwargs.to_string(), "--log", "warn"])
+            .args(extra),
+        Duration::from_secs(60),
+    )
+    .await;
+    (output, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_guest_looping_on_huge_log_messages_stops_at_its_deadline() {
     // 32 MiB a message, a million times: before the host checked the
     // deadline itself, a 2 s timeout let this run 12-25 s.
-    let (output, elapsed) = hostile(
-        "log-huge",
+    let (output, elapsed) = log_huge_bounded(
         json!({"mb": 32, "times": 1_000_000}),
         &["--timeout", "1", "--fuel", ENDLESS_FUEL],
-    );
+    )
+    .await;
     assert_exit(&output, 4);
     let line = error_line(&output);
     assert!(line.contains("time limit"), "{line}");
@@ -71,15 +89,15 @@ fn a_few_huge_log_messages_are_cut_and_the_call_succeeds() {
     }
 }
 
-#[test]
-fn huge_log_messages_are_paid_for_in_fuel() {
+#[tokio::test]
+async fn huge_log_messages_are_paid_for_in_fuel() {
     // Each message costs fuel per byte: 500 million fuel is a few messages
     // of 32 MiB, long before a 30 s timeout.
-    let (output, elapsed) = hostile(
-        "log-huge",
+    let (output, elapsed) = log_huge_bounded(
         json!({"mb": 32, "times": 1_000_000}),
         &["--fuel", "500000000", "--timeout", "30"],
-    );
+    )
+    .await;
     assert_exit(&output, 4);
     let line = error_line(&output);
     assert!(line.contains("ran out of fuel"), "{line}");
