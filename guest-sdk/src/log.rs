@@ -12,6 +12,10 @@
 //!
 //! Writing to stdout or stderr also works, but the worker may cap or drop
 //! that output; these lines are the task's log.
+//!
+//! A message longer than 4096 bytes is cut. A job may log 1,000 lines (an
+//! empty one counts) and as many bytes as its output cap (default 1 MiB);
+//! further lines are dropped, and the job's log line says how many.
 
 use crate::wit::beanbox::task::log as wit;
 

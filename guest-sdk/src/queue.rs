@@ -1,16 +1,22 @@
-//! Putting follow-up jobs onto tubes the task's tenant is granted.
+//! Follow-up jobs onto tubes the task's tenant is granted.
+//!
+//! A put is staged: checked at once, and put on the queue only when the
+//! current task succeeds (before its job is deleted). A task that fails
+//! leaves no follow-up jobs, and a retry does not duplicate them; a worker
+//! crash between the puts and the delete can repeat them. A job may stage
+//! 100 follow-up jobs unless its tenant's `max_puts` says otherwise.
 //!
 //! ```no_run
 //! use beanbox_sdk::queue::{self, PutOptions};
 //!
 //! // Queues {"task": "task_one", "kwargs": {"arg1": "a", "arg2": "b", "arg3": "c"}}.
-//! let id = queue::put(
+//! let n = queue::put(
 //!     "thumbs",
 //!     "task_one",
 //!     r#"{"arg1": "a", "arg2": "b", "arg3": "c"}"#,
 //!     PutOptions::default(),
 //! )?;
-//! beanbox_sdk::info!("queued job {id}");
+//! beanbox_sdk::info!("staged follow-up {n}");
 //! # Ok::<(), queue::PutError>(())
 //! ```
 
@@ -66,17 +72,18 @@ impl PutOptions {
 /// use beanbox_sdk::queue::{self, PutError, PutOptions};
 ///
 /// match queue::put("other-tenant", "task_one", "{}", PutOptions::default()) {
-///     Ok(id) => beanbox_sdk::info!("queued {id}"),
+///     Ok(n) => beanbox_sdk::info!("staged follow-up {n}"),
 ///     Err(PutError::Denied(why)) => beanbox_sdk::warn!("not allowed: {why}"),
 ///     Err(e) => beanbox_sdk::error!("put failed: {e}"),
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PutError {
-    /// The task's tenant may not put to this tube.
+    /// The task's tenant may not put to this tube, or the job's put budget
+    /// is spent.
     Denied(String),
     /// The tube name or kwargs were not acceptable (not a JSON object, bad
-    /// tube name, too big).
+    /// tube name, a job bigger than beanstalkd's 65,535 bytes).
     Invalid(String),
     /// No queue is reachable (e.g. under `runner call`) or it refused.
     Unavailable(String),
@@ -122,8 +129,10 @@ impl From<wit::PutError> for PutError {
     }
 }
 
-/// Puts a job `{"task": task, "kwargs": kwargs}` on `tube`, where
-/// `kwargs_json` is a JSON object. Returns the new job's id.
+/// Stages a job `{"task": task, "kwargs": kwargs}` for `tube`, where
+/// `kwargs_json` is a JSON object. Returns the staged put's number within
+/// this job (1, 2, ...), not a job id: the job is put only when the task
+/// succeeds.
 ///
 /// `task` names the export the job will call, as a producer would write it
 /// (e.g. `task_one` for the WIT export `task-one`).
@@ -131,9 +140,9 @@ impl From<wit::PutError> for PutError {
 /// ```no_run
 /// use beanbox_sdk::queue::{self, PutOptions};
 ///
-/// let id = queue::put("emails", "send", r#"{"to": "ann@example.com"}"#, PutOptions::default().ttr_secs(120));
-/// match id {
-///     Ok(id) => beanbox_sdk::info!("queued email job {id}"),
+/// let n = queue::put("emails", "send", r#"{"to": "ann@example.com"}"#, PutOptions::default().ttr_secs(120));
+/// match n {
+///     Ok(n) => beanbox_sdk::info!("staged email job {n}"),
 ///     Err(e) => beanbox_sdk::error!("could not queue email: {e}"),
 /// }
 /// ```

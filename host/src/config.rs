@@ -16,6 +16,7 @@
 //! backoff_max_secs = 3600
 //! concurrency = 1          # a tenant's share of the worker: jobs at once
 //! reuse = 1                # jobs one instance may serve; 1: a fresh one per job
+//! max_puts = 100           # follow-up jobs one job may put (sent if it succeeds)
 //!
 //! [tenants.acme]
 //! modules = ["resize", "thumbs"]   # tube `resize` from resize.wasm, `thumbs` from thumbs.wasm
@@ -320,6 +321,7 @@ struct RawSettings {
     backoff_max_secs: Option<Spanned<f64>>,
     concurrency: Option<Spanned<usize>>,
     reuse: Option<Spanned<u32>>,
+    max_puts: Option<Spanned<u32>>,
 }
 
 /// `[tenants.<name>]`. The settings repeat [`RawSettings`]: serde's
@@ -341,6 +343,7 @@ struct RawTenant {
     backoff_max_secs: Option<Spanned<f64>>,
     concurrency: Option<Spanned<usize>>,
     reuse: Option<Spanned<RawReuse>>,
+    max_puts: Option<Spanned<u32>>,
 }
 
 impl RawTenant {
@@ -358,6 +361,7 @@ impl RawTenant {
                 RawReuse::All(n) => Some(Spanned::new(reuse.span(), *n)),
                 RawReuse::PerModule(_) => None,
             }),
+            max_puts: self.max_puts.clone(),
         }
     }
 }
@@ -559,6 +563,10 @@ fn overlay(
             return Err(src.at(n, key("reuse"), "must be at least 1"));
         }
         out.reuse = *n.get_ref();
+    }
+    if let Some(n) = &raw.max_puts {
+        // 0 is allowed: a tenant whose tasks may not put at all.
+        out.limits.max_puts = *n.get_ref();
     }
     Ok(out)
 }
@@ -1065,6 +1073,7 @@ backoff_secs = 0.5
 backoff_max_secs = 90
 concurrency = 3
 reuse = 2
+max_puts = 7
 
 [tenants.acme]
 modules = ["resize", "thumbs"]
@@ -1078,6 +1087,7 @@ output_bytes = 65536
 max_attempts = 5
 backoff_secs = 2
 backoff_max_secs = 60
+max_puts = 0
 put_tubes = ["results", "images"]
 env = {{ API_URL = "https://api.example", MODE = "fast" }}
 dirs = [
@@ -1127,6 +1137,7 @@ put_tubes = ["*"]
                 memory_bytes: 128 << 20,
                 timeout: Duration::from_secs(10),
                 output_bytes: 65536,
+                max_puts: 0,
                 ..Limits::default()
             }
         );
@@ -1180,6 +1191,7 @@ put_tubes = ["*"]
                 memory_bytes: 32 << 20,
                 timeout: Duration::from_millis(2500),
                 output_bytes: 4096,
+                max_puts: 7,
                 ..Limits::default()
             }
         );
@@ -1424,6 +1436,12 @@ put_tubes = ["*"]
             2,
             "tenants.acme.modules",
             "expected an array",
+        );
+        assert_error(
+            "[tenants.acme]\nmodules = [\"a\"]\nmax_puts = \"many\"\n",
+            3,
+            "tenants.acme.max_puts",
+            "expected a non-negative 32-bit integer, got string \"many\"",
         );
         assert_error(
             "[tenants.acme]\nmodules = [\"a\"]\nmax_attempts = -1\n",

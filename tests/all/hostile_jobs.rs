@@ -10,7 +10,7 @@ use beanbox_queue::{JobState, Producer};
 use serde_json::json;
 
 use crate::worker_support::{
-    Replies, Worker, abc, connect, eventually, job_stats, put, put_with, wait_state,
+    Replies, Worker, abc, connect, eventually, job_stats, ok, put, put_with, wait_state,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,33 +65,31 @@ async fn a_guest_burning_cpu_in_log_is_stopped_at_its_ttr_while_other_tubes_keep
 async fn a_put_flood_puts_at_most_the_budget_and_only_when_the_task_succeeds() {
     let server = Beanstalkd::start();
     let addr = server.addr();
-    let worker = Worker::start(
-        &addr,
-        &[("flood", "hostile")],
-        &["--max-puts", "25", "--put-tube", "flood-out"],
-    );
+    let worker = Worker::start(&addr, &[("flood", "hostile")], &["--max-puts", "25"]);
     let mut producer = Producer::connect(&addr).await.unwrap();
+    // Each follow-up is a `count-calls` job on the same tube.
     let id = put(
         &mut producer,
         "flood",
         "put-bomb",
-        json!({"tube": "flood-out", "n": 100_000}),
+        json!({"n": 100_000}),
         Some("flood-replies"),
     )
     .await;
     let mut replies = Replies::watch(&addr, "flood-replies").await;
     let reply = replies.next(Duration::from_secs(30)).await;
     assert_eq!(reply.job, id);
-    assert_eq!(
-        crate::worker_support::ok(&reply),
-        &json!(25),
-        "the guest saw 25 puts accepted"
-    );
-    let mut client = connect(&addr).await;
-    let stats = client.stats_tube("flood-out").await.unwrap();
-    assert_eq!(stats.current_jobs_ready, 25, "{stats:?}");
+    assert_eq!(ok(&reply), &json!(25), "the guest saw 25 puts accepted");
     let lines = worker.wait_outcomes(id, 1).await;
     assert_eq!(lines[0]["puts"], 25, "{}", lines[0]);
+    assert!(
+        lines[0]["budget"].as_str().unwrap().contains("put"),
+        "{}",
+        lines[0]
+    );
+    let mut client = connect(&addr).await;
+    let stats = client.stats_tube("flood").await.unwrap();
+    assert_eq!(stats.total_jobs, 1 + 25, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,41 +99,24 @@ async fn a_task_that_puts_then_fails_leaves_no_follow_up_and_one_that_succeeds_e
     let worker = Worker::start(
         &addr,
         &[("staged", "hostile")],
-        &["--max-attempts", "3", "--backoff", "0", "--put-tube", "staged-out"],
+        &["--max-attempts", "3", "--backoff", "0"],
     );
     let mut producer = Producer::connect(&addr).await.unwrap();
-    let failing = put(
-        &mut producer,
-        "staged",
-        "put-then-fail",
-        json!({"tube": "staged-out"}),
-        None,
-    )
-    .await;
+    // Each follow-up is a `count-calls` job on the same tube.
+    let failing = put(&mut producer, "staged", "put-then-fail", json!({}), None).await;
     let mut client = connect(&addr).await;
     let stats = wait_state(&mut client, failing, JobState::Buried).await;
     assert_eq!(stats.reserves, 3, "{stats:?}");
-    let out = client.stats_tube("staged-out").await.ok();
-    assert_eq!(
-        out.map_or(0, |s| s.total_jobs),
-        0,
-        "a failed job's follow-ups were put"
-    );
+    let tube = client.stats_tube("staged").await.unwrap();
+    assert_eq!(tube.total_jobs, 1, "a failed job's follow-ups were put: {tube:?}");
 
-    let succeeding = put(
-        &mut producer,
-        "staged",
-        "put-one",
-        json!({"tube": "staged-out"}),
-        None,
-    )
-    .await;
+    let succeeding = put(&mut producer, "staged", "put-one", json!({}), None).await;
     eventually(Duration::from_secs(20), "the job to be deleted", async || {
         job_stats(&mut client, succeeding).await.is_none().then_some(())
     })
     .await;
-    let out = client.stats_tube("staged-out").await.unwrap();
-    assert_eq!(out.total_jobs, 1, "{out:?}");
+    let tube = client.stats_tube("staged").await.unwrap();
+    assert_eq!(tube.total_jobs, 3, "exactly one follow-up: {tube:?}");
     let lines = worker.wait_outcomes(succeeding, 1).await;
     assert_eq!(lines[0]["puts"], 1, "{}", lines[0]);
 }

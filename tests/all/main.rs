@@ -6,12 +6,14 @@ mod deploy_support;
 mod support;
 mod worker_support;
 
+mod budgets;
 mod cache;
 mod cli;
 mod compute;
 mod conversion;
 mod denial;
 mod deploy;
+mod hostile_jobs;
 mod javascript;
 mod limits;
 mod put;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{CacheArgs, EXIT_BAD_INPUT, LimitArgs, exit_code_for, exit_codes_help};
-use crate::sandbox::{CallContext, Sandbox};
+use crate::sandbox::{Budget, CallContext, Sandbox};
 
 pub(super) const AFTER_HELP: &str = concat!(
     "Examples:
@@ -77,6 +77,13 @@ pub fn execute(args: CallArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(err);
+    // Lines dropped or puts refused do not fail the call; say so. (A full
+    // stdout or stderr does fail it, and the error says that.)
+    for hit in &outcome.budget_hits {
+        if !matches!(hit.budget, Budget::Stdout | Budget::Stderr) {
+            eprintln!("warning: {hit}");
+        }
+    }
     match outcome.result {
         Ok(value) => {
             let mut out = std::io::stdout().lock();

@@ -68,6 +68,10 @@ pub struct WorkerArgs {
     /// Default: a module's own tube. (With --config: per tenant.)
     #[arg(long = "put-tube", value_name = "TUBE", conflicts_with = "config")]
     pub put_tubes: Vec<String>,
+    /// Follow-up jobs one job may put (staged, and put only if it
+    /// succeeds); further puts are refused. Unless its config says otherwise.
+    #[arg(long, value_name = "N", default_value_t = crate::sandbox::DEFAULT_MAX_PUTS)]
+    pub max_puts: u32,
     /// Seconds between rescans of the modules directory (inotify does the
     /// rest).
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
@@ -100,7 +104,10 @@ is buried at once. A job is never deleted unless it succeeded.";
 ///
 /// Bad flags, an unreadable modules directory or cache, a bad config file.
 pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let limits = args.limits.limits()?;
+    let limits = crate::sandbox::Limits {
+        max_puts: args.max_puts,
+        ..args.limits.limits()?
+    };
     let grace = Duration::try_from_secs_f64(args.grace)
         .map_err(|_| anyhow::anyhow!("--grace must be a non-negative number of seconds"))?;
     let rescan = Duration::try_from_secs_f64(args.rescan)

@@ -11,10 +11,16 @@ pub const DEFAULT_FUEL: u64 = 10_000_000_000;
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 /// Default wall-clock budget of one call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default cap on captured stdout, and separately on stderr.
+/// Default cap on captured stdout, separately on stderr, and on the bytes
+/// of log lines.
 pub const DEFAULT_OUTPUT_BYTES: usize = 1 << 20;
 /// Default cap on table elements per table.
 pub const DEFAULT_TABLE_ELEMENTS: usize = 100_000;
+/// Default cap on log lines per call (their bytes count against
+/// [`Limits::output_bytes`]).
+pub const DEFAULT_LOG_LINES: u32 = 1_000;
+/// Default cap on follow-up jobs one call may stage.
+pub const DEFAULT_MAX_PUTS: u32 = 100;
 
 /// The budget one call runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +31,17 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Wall-clock time the call may take, start-up included.
     pub timeout: Duration,
-    /// Bytes the call may write to stdout (and, separately, to stderr).
+    /// Bytes the call may write to stdout (and, separately, to stderr, and
+    /// in log lines).
     pub output_bytes: usize,
     /// Elements any one table may grow to.
     pub table_elements: usize,
+    /// Log lines the call may write (an empty one counts); its log messages
+    /// may also take up to `output_bytes` bytes. Lines past either are
+    /// dropped.
+    pub log_lines: u32,
+    /// Follow-up jobs the call may stage; further puts are refused.
+    pub max_puts: u32,
 }
 
 impl Default for Limits {
@@ -39,6 +52,8 @@ impl Default for Limits {
             timeout: DEFAULT_TIMEOUT,
             output_bytes: DEFAULT_OUTPUT_BYTES,
             table_elements: DEFAULT_TABLE_ELEMENTS,
+            log_lines: DEFAULT_LOG_LINES,
+            max_puts: DEFAULT_MAX_PUTS,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! from the caller's previous job ([`Module::call_reusing`]). It knows
 //! nothing of beanstalkd.
 
+mod budget;
 mod cache;
 mod capture;
 mod convert;
@@ -25,17 +26,20 @@ use wasmtime::component::{
 use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+pub use budget::{Budget, BudgetHit, MAX_LOG_LINE};
 pub use cache::{CacheKey, CacheOutcome, CodeCache};
 pub use convert::{ArgError, ArgErrorKind, same_name};
 pub use error::{CallError, FailureClass, LoadError};
 pub use host::{
-    AttemptCell, JobInfo, Level, PutError, PutOptions, PutRequest, Services, SharedServices,
-    Standalone,
+    AttemptCell, JobInfo, Level, MAX_JOB_SIZE, PutError, PutOptions, PutRequest, Services,
+    SharedServices, Standalone,
 };
 pub use limits::{
-    DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES, DEFAULT_TABLE_ELEMENTS,
-    DEFAULT_TIMEOUT, Limits,
+    DEFAULT_FUEL, DEFAULT_LOG_LINES, DEFAULT_MAX_PUTS, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES,
+    DEFAULT_TABLE_ELEMENTS, DEFAULT_TIMEOUT, Limits,
 };
+
+use budget::Budgets;
 
 use capture::Capture;
 use limits::Limiter;
@@ -369,6 +373,36 @@ pub struct Outcome {
     /// instance, more for a kept one ([`Module::call_reusing`]), 0 when the
     /// call never reached an instance (unknown task, bad kwargs).
     pub instance_jobs: u32,
+    /// The follow-up jobs the task staged, in order: to be put only because
+    /// it succeeded, so empty unless `result` is `Ok`.
+    pub puts: Vec<PutRequest>,
+    /// The budgets the call reached (log lines and bytes, puts, output),
+    /// with what went past them; empty when it stayed within all.
+    pub budget_hits: Vec<BudgetHit>,
+}
+
+impl Outcome {
+    /// An outcome of a call that never ran or was stopped from outside:
+    /// nothing used, nothing staged.
+    pub fn stopped(result: Result<Value, CallError>, elapsed: Duration) -> Self {
+        Self {
+            result,
+            fuel_used: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            elapsed,
+            instance_jobs: 0,
+            puts: Vec::new(),
+            budget_hits: Vec::new(),
+        }
+    }
+
+    /// The budget hits as one phrase for a log line, e.g. `log budget of
+    /// 1000 lines exceeded (5 lines dropped)`; `None` without any.
+    pub fn budget_summary(&self) -> Option<String> {
+        let hits: Vec<String> = self.budget_hits.iter().map(ToString::to_string).collect();
+        (!hits.is_empty()).then(|| hits.join("; "))
+    }
 }
 
 /// WASI capabilities beyond the bare sandbox. The default grants nothing.
@@ -512,16 +546,7 @@ impl Module {
         let kept = reuse.as_mut().and_then(|(slot, _)| slot.kept.take());
         let (task, params) = match self.prepare(task, kwargs) {
             Ok(prepared) => prepared,
-            Err(e) => {
-                return Outcome {
-                    result: Err(e),
-                    fuel_used: 0,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    elapsed: started.elapsed(),
-                    instance_jobs: 0,
-                };
-            }
+            Err(e) => return Outcome::stopped(Err(e), started.elapsed()),
         };
         let limits = ctx.limits;
         let (mut live, setup) = match kept.filter(|k| k.serves(&self.inner, ctx)) {
@@ -577,7 +602,14 @@ impl Module {
         {
             result = Err(e);
         }
+        let state = live.store.data_mut();
+        let mut budget_hits = state.budgets.hits();
+        budget_hits.extend(output_hits(&limits, &live.stdout, &live.stderr));
+        // Staged puts go out only for a call that succeeded.
+        let puts = std::mem::take(&mut state.puts);
+        state.deadline = None;
         let outcome = Outcome {
+            puts: if result.is_ok() { puts } else { Vec::new() },
             result: result.map(|()| value),
             fuel_used: limits
                 .fuel
@@ -586,6 +618,7 @@ impl Module {
             stderr: live.stderr.contents().to_vec(),
             elapsed: started.elapsed(),
             instance_jobs: live.jobs,
+            budget_hits,
         };
         if let Some((slot, max_jobs)) = reuse
             && outcome.result.is_ok()
@@ -652,7 +685,10 @@ impl Module {
             job: ctx.job.clone(),
             attempt: ctx.attempt.clone(),
             services: ctx.services.clone(),
-            log_budget: limits.output_bytes,
+            budgets: Budgets::new(limits.log_lines, limits.output_bytes, limits.max_puts),
+            puts: Vec::new(),
+            deadline: None,
+            fuel_mark: 0,
         };
         let mut store = Store::new(self.inner.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -674,6 +710,9 @@ impl Module {
         started: Instant,
     ) -> Result<(), String> {
         let options = self.inner.options;
+        let state = store.data_mut();
+        state.deadline = Some(started + limits.timeout);
+        state.fuel_mark = limits.fuel;
         if options.fuel {
             // Yielding every few milliseconds of fuel keeps a spinning guest
             // from starving the async runtime and lets the call's timeout
@@ -865,6 +904,19 @@ fn classify(
         task: name,
         message,
     }
+}
+
+/// The output budgets a call reached: a capture that is full.
+fn output_hits(limits: &Limits, stdout: &Capture, stderr: &Capture) -> Vec<BudgetHit> {
+    [(Budget::Stdout, stdout), (Budget::Stderr, stderr)]
+        .into_iter()
+        .filter(|(_, pipe)| pipe.is_full())
+        .map(|(budget, _)| BudgetHit {
+            budget,
+            limit: limits.output_bytes as u64,
+            refused: 0,
+        })
+        .collect()
 }
 
 fn output_overflow(
@@ -1100,17 +1152,26 @@ pub(crate) struct State {
     job: JobInfo,
     attempt: Option<Arc<AttemptCell>>,
     services: SharedServices,
-    log_budget: usize,
+    /// This call's log and put budgets.
+    budgets: Budgets,
+    /// The follow-up jobs staged so far.
+    puts: Vec<PutRequest>,
+    /// When the call must stop; set when it is armed. The imports check it.
+    deadline: Option<Instant>,
+    /// Fuel left when the host last yielded (or the call was armed).
+    fuel_mark: u64,
 }
 
 impl State {
     /// Readies a kept instance's state for its next job: that job's facts,
-    /// services and log budget, and no memory refusal on record.
+    /// services and budgets, nothing staged, and no memory refusal on record.
     fn start_job(&mut self, ctx: &CallContext) {
+        let limits = &ctx.limits;
         self.job = ctx.job.clone();
         self.attempt = ctx.attempt.clone();
         self.services = ctx.services.clone();
-        self.log_budget = ctx.limits.output_bytes;
+        self.budgets = Budgets::new(limits.log_lines, limits.output_bytes, limits.max_puts);
+        self.puts.clear();
         self.limiter.memory_refused = false;
     }
 }

@@ -70,17 +70,13 @@ impl Future for GuestCall {
             }
             // The call panicked (a bug of ours, not the guest's: a guest
             // traps): the job fails like a trap, and the slot goes on.
-            Err(e) => Outcome {
-                result: Err(CallError::Trap {
+            Err(e) => Outcome::stopped(
+                Err(CallError::Trap {
                     task: this.task.clone(),
                     message: format!("the sandbox failed: {e}"),
                 }),
-                fuel_used: 0,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                elapsed: std::time::Duration::ZERO,
-                instance_jobs: 0,
-            },
+                std::time::Duration::ZERO,
+            ),
         })
     }
 }

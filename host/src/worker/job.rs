@@ -304,7 +304,7 @@ async fn settle(
         outcome,
         started,
     } = ending;
-    let staged = outcome.map_or(&[][..], staged_puts);
+    let staged = outcome.map_or(&[][..], |o| o.puts.as_slice());
     if result.is_ok()
         && !staged.is_empty()
         && let Err(why) = super::puts::send(conn, staged).await?
@@ -413,20 +413,14 @@ fn ttr_of(stats: &JobStats) -> Duration {
     Duration::from_secs(u64::from(stats.ttr.max(1)))
 }
 
-/// The outcome of a call stopped at the job's TTR.
+/// The outcome of a call stopped at the job's TTR: its instance, fresh or
+/// kept, is gone.
 fn deadline_outcome(task: &str, ttr: Duration, started: Instant) -> Outcome {
-    Outcome {
-        result: Err(CallError::Deadline {
-            task: task.to_string(),
-            after: ttr,
-        }),
-        fuel_used: 0,
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        elapsed: started.elapsed(),
-        // Stopped mid-call: its instance, fresh or kept, is gone.
-        instance_jobs: 0,
-    }
+    let result = Err(CallError::Deadline {
+        task: task.to_string(),
+        after: ttr,
+    });
+    Outcome::stopped(result, started.elapsed())
 }
 
 /// The grace period is over: the caller closes the connection, which makes
@@ -472,7 +466,9 @@ fn log_finished(
 ) {
     let fuel = outcome.map_or(0, |o| o.fuel_used);
     let instance_jobs = outcome.map_or(0, |o| o.instance_jobs);
-    let puts = outcome.map_or(0, |o| staged_puts(o).len());
+    let puts = outcome.map_or(0, |o| o.puts.len());
+    let budget = outcome.and_then(Outcome::budget_summary);
+    let budget = budget.as_deref();
     // Whole microseconds: prints as 0.706, not 0.7059460000000001.
     let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     let reason = result.as_ref().err().map(ToString::to_string);
@@ -483,20 +479,15 @@ fn log_finished(
     match action {
         Some(Action::Delete) => tracing::info!(
             job = id, tube, task, attempt, outcome = outcome_word, ms, fuel, instance_jobs, puts,
-            reply, refused, "job done"
+            budget, reply, refused, "job done"
         ),
         Some(Action::Release { delay }) => tracing::warn!(
             job = id, tube, task, attempt, outcome = outcome_word, delay, ms, fuel, instance_jobs,
-            reason = reason.as_deref().unwrap_or(""), refused, "job failed; retrying"
+            reason = reason.as_deref().unwrap_or(""), budget, refused, "job failed; retrying"
         ),
         Some(Action::Bury) | None => tracing::error!(
             job = id, tube, task, attempt, outcome = outcome_word, ms, fuel, instance_jobs,
-            reason = reason.as_deref().unwrap_or(""), reply, refused, "job failed"
+            reason = reason.as_deref().unwrap_or(""), budget, reply, refused, "job failed"
         ),
     }
-}
-
-/// The follow-up jobs a call staged. TODO(merge): Outcome.puts.
-fn staged_puts(_outcome: &Outcome) -> &[crate::sandbox::PutRequest] {
-    &[]
 }

@@ -27,12 +27,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Defaults, PutTubes, Tenant};
 use crate::registry::Registry;
-use services::{SharedPuts, WorkerServices};
+use services::WorkerServices;
 use slot::{SlotContext, slot};
 
 /// Where a worker (or one tenant's slots) is in its life.
@@ -124,13 +124,9 @@ pub async fn run(
     let registry = config.registry.clone();
     let mut modules_changed = registry.subscribe();
     let mut tenants = config.tenants.resolve(&registry)?;
-    let shared = Arc::new(SharedPuts {
-        addr: config.addr.clone(),
-        producer: Arc::new(Mutex::new(None)),
-    });
     let mut groups: HashMap<String, Group> = HashMap::new();
     let mut retired: Vec<Group> = Vec::new();
-    apply(&config, &shared, &tenants, &mut groups, &mut retired);
+    apply(&config, &tenants, &mut groups, &mut retired);
     tracing::info!(addr = %config.addr, tenants = groups.len(), "worker started");
 
     loop {
@@ -140,7 +136,7 @@ pub async fn run(
                 Ok(new) => {
                     tracing::info!("config reloaded");
                     tenants = new;
-                    apply(&config, &shared, &tenants, &mut groups, &mut retired);
+                    apply(&config, &tenants, &mut groups, &mut retired);
                 }
                 Err(e) => tracing::error!(error = %e, "config reload failed; keeping the old config"),
             },
@@ -150,7 +146,7 @@ pub async fn run(
                     && new != tenants
                 {
                     tenants = new;
-                    apply(&config, &shared, &tenants, &mut groups, &mut retired);
+                    apply(&config, &tenants, &mut groups, &mut retired);
                 }
             }
         }
@@ -206,7 +202,6 @@ struct Group {
 /// changed ones (their running jobs finish on the old settings).
 fn apply(
     config: &WorkerConfig,
-    shared: &Arc<SharedPuts>,
     tenants: &Config,
     groups: &mut HashMap<String, Group>,
     retired: &mut Vec<Group>,
@@ -233,7 +228,6 @@ fn apply(
         }
         let (tx, rx) = watch::channel(Phase::Running);
         let services = Arc::new(WorkerServices {
-            shared: shared.clone(),
             put_tubes: tenant.put_tubes.clone(),
         });
         let ctx = Arc::new(SlotContext {

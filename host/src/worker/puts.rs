@@ -4,8 +4,6 @@
 //! behind, and a retry does not repeat them. A worker that dies between the
 //! puts and the delete runs the job again and repeats them: at least once.
 
-use beanbox_queue::Envelope;
-
 use super::conn::Conn;
 use crate::sandbox::PutRequest;
 
@@ -16,12 +14,7 @@ pub(super) async fn send(
     puts: &[PutRequest],
 ) -> beanbox_queue::Result<Result<(), String>> {
     for (n, request) in puts.iter().enumerate() {
-        let body = Envelope {
-            task: request.task.clone(),
-            kwargs: request.kwargs.clone(),
-            reply_to: None,
-        }
-        .to_json();
+        let body = request.body();
         let options = (
             request
                 .options

@@ -6,6 +6,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use beanbox_sdk::log::{self, Level};
+use beanbox_sdk::queue::{self, PutOptions};
+
 beanbox_sdk::wit_bindgen::generate!({
     world: "hostile",
     runtime_path: "beanbox_sdk::wit_bindgen::rt",
@@ -120,6 +123,47 @@ impl Guest for Hostile {
     fn count_calls() -> u32 {
         CALLS.fetch_add(1, Ordering::Relaxed) + 1
     }
+
+    fn log_huge(mb: u32, times: u32) -> u32 {
+        let message = "x".repeat(usize::try_from(mb).unwrap_or(usize::MAX) * MIB);
+        for _ in 0..times {
+            log::log(Level::Info, black_box(&message));
+        }
+        times
+    }
+
+    fn log_bomb(n: u32, len: u32) -> u32 {
+        let message = "x".repeat(usize::try_from(len).unwrap_or(usize::MAX));
+        for _ in 0..n {
+            log::log(Level::Info, black_box(&message));
+        }
+        n
+    }
+
+    fn put_bomb(n: u32) -> u32 {
+        let mut ok = 0;
+        for _ in 0..n {
+            if put_follow_up().is_ok() {
+                ok += 1;
+            }
+        }
+        ok
+    }
+
+    fn put_then_fail() -> Result<u64, String> {
+        let number = put_follow_up().map_err(|e| e.to_string())?;
+        Err(format!("failed after staging follow-up {number}"))
+    }
+
+    fn put_one() -> Result<u64, String> {
+        put_follow_up().map_err(|e| e.to_string())
+    }
+}
+
+/// Puts a `count-calls` job on the current job's own tube.
+fn put_follow_up() -> Result<u64, queue::PutError> {
+    let tube = beanbox_sdk::job::info().tube;
+    queue::put(&tube, "count-calls", "{}", PutOptions::default())
 }
 
 /// A 1 MiB allocation with one byte written in every 4 KiB page, so that the
