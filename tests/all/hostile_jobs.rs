@@ -20,12 +20,12 @@ async fn a_guest_burning_cpu_in_log_is_stopped_at_its_ttr_while_other_tubes_keep
     let mut worker = Worker::start(
         &addr,
         &[("burner", "hostile"), ("quick", "hello")],
-        &["--max-attempts", "1", "--memory-mb", "256"],
+        // Fuel for hours of this: the TTR is what stops it.
+        &["--max-attempts", "1", "--memory-mb", "256", "--fuel", "1000000000000000"],
     );
     worker.wait_ready(&addr, "quick", 1).await;
     let mut producer = Producer::connect(&addr).await.unwrap();
-    // 60 MB a message, a thousand times: minutes of host CPU unless the
-    // import itself is bounded and charged.
+    // 60 MiB a message, a thousand times: minutes of host CPU in `log`.
     let kwargs = json!({"mb": 60, "times": 1000});
     let id = put_with(&mut producer, "burner", "log-huge", kwargs, None, 4).await;
     let mut client = connect(&addr).await;

@@ -141,14 +141,19 @@ async fn python_follow_up_put_on_its_own_tube_runs() {
 
     let reply = replies.next(REPLY).await;
     assert_eq!(reply.job, id);
-    let follow_up = ok(&reply)
-        .as_u64()
-        .unwrap_or_else(|| panic!("follow_up returned {}, not a job id", ok(&reply)));
-    assert_ne!(follow_up, id);
+    // `put` returns the staged put's number within the job.
+    assert_eq!(ok(&reply), &json!(1));
 
     // The follow-up (no reply_to) runs on the same worker and is deleted.
-    let mut client = connect(&addr).await;
-    wait_deleted(&mut client, follow_up).await;
+    let follow_up = eventually(REPLY, "the follow-up's log line", async || {
+        worker
+            .events()
+            .into_iter()
+            .map(|e| e["fields"].clone())
+            .find(|f| f.get("outcome").is_some() && f["job"] != json!(id))
+            .and_then(|f| f["job"].as_u64())
+    })
+    .await;
     let line = outcome(&worker, follow_up).await;
     assert_eq!(line["outcome"], "deleted", "{line}");
     assert_eq!(line["tube"], "py-chain", "{line}");

@@ -286,9 +286,14 @@ async fn follow_up_puts_go_only_to_allowed_tubes() {
     let answered = replies_by_job(&mut replies, 3, Duration::from_secs(20)).await;
 
     let mut client = connect(&addr).await;
-    let new_id = ok(&answered[&allowed])
-        .as_u64()
-        .unwrap_or_else(|| panic!("follow-up should return a job id: {:?}", answered[&allowed]));
+    // `put` returns the staged put's number within the job.
+    assert_eq!(ok(&answered[&allowed]), &serde_json::json!(1));
+    client.use_tube("allowed").await.unwrap();
+    let new_id = client
+        .peek_ready()
+        .await
+        .expect("the follow-up job exists")
+        .id;
     let stats = job_stats(&mut client, new_id)
         .await
         .expect("the follow-up job exists");

@@ -531,16 +531,22 @@ async fn follow_up_put_lands_on_allowed_tube_and_is_denied_elsewhere() {
     .await;
     let reply = replies.next(Duration::from_secs(20)).await;
     assert_eq!(reply.job, id);
-    let new_id = ok(&reply)
-        .as_u64()
-        .unwrap_or_else(|| panic!("not an id: {reply:?}"));
-    assert_ne!(new_id, id);
+    // `put` returns the staged put's number within the job.
+    assert_eq!(ok(&reply), &json!(1), "{reply:?}");
     // The follow-up job ran: deleted, after task-one succeeded.
-    wait_deleted(&mut client, new_id).await;
-    let lines = worker.wait_outcomes(new_id, 1).await;
-    assert_eq!(lines[0]["task"], "task-one");
-    assert_eq!(lines[0]["tube"], "chain");
-    assert_eq!(lines[0]["outcome"], "deleted");
+    let line = eventually(Duration::from_secs(20), "the follow-up's line", async || {
+        worker
+            .events()
+            .into_iter()
+            .map(|e| e["fields"].clone())
+            .find(|f| f["task"] == "task-one" && f.get("outcome").is_some())
+    })
+    .await;
+    assert_eq!(line["tube"], "chain");
+    assert_eq!(line["outcome"], "deleted");
+    assert_ne!(line["job"], json!(id));
+    let parent = worker.wait_outcomes(id, 1).await;
+    assert_eq!(parent[0]["puts"], 1, "{}", parent[0]);
 
     let id = put(
         &mut producer,
@@ -577,14 +583,12 @@ async fn put_tube_star_allows_follow_up_on_any_tube() {
     .await;
     let reply = replies.next(Duration::from_secs(20)).await;
     assert_eq!(reply.job, id);
-    let new_id = ok(&reply)
-        .as_u64()
-        .unwrap_or_else(|| panic!("not an id: {reply:?}"));
+    assert_eq!(ok(&reply), &json!(1), "{reply:?}");
     // Nobody serves `elsewhere`: the job waits there as the task wrote it.
     let mut client = connect(&addr).await;
-    let stats = job_stats(&mut client, new_id)
-        .await
-        .expect("follow-up job exists");
+    client.use_tube("elsewhere").await.unwrap();
+    let new_id = client.peek_ready().await.expect("follow-up job exists").id;
+    let stats = job_stats(&mut client, new_id).await.unwrap();
     assert_eq!(
         (stats.tube.as_str(), stats.state),
         ("elsewhere", JobState::Ready)
