@@ -7,6 +7,7 @@ mod support;
 mod worker_support;
 
 mod cache;
+mod cache_worker;
 mod cli;
 mod compute;
 mod conversion;
