@@ -339,8 +339,20 @@ mod tests {
         let set = |ks: &[u8]| ks.iter().map(|k| key(*k)).collect::<HashSet<_>>();
         assert_eq!(keys.update(loaded(&[("a", 1), ("b", 2)])), set(&[1, 2]));
         assert_eq!(keys.update(loaded(&[("a", 3), ("b", 2)])), set(&[1, 2, 3]));
-        assert_eq!(keys.update(loaded(&[("a", 4), ("b", 2)])), set(&[2, 3, 4]), "a's 1 goes");
-        assert_eq!(keys.update(loaded(&[("a", 4)])), set(&[2, 3, 4]), "removed b: 2 kept");
-        assert_eq!(keys.update(loaded(&[("a", 3)])), set(&[2, 3, 4]), "a rolled back");
+        assert_eq!(
+            keys.update(loaded(&[("a", 4), ("b", 2)])),
+            set(&[2, 3, 4]),
+            "a's 1 goes"
+        );
+        assert_eq!(
+            keys.update(loaded(&[("a", 4)])),
+            set(&[2, 3, 4]),
+            "removed b: 2 kept"
+        );
+        assert_eq!(
+            keys.update(loaded(&[("a", 3)])),
+            set(&[2, 3, 4]),
+            "a rolled back"
+        );
     }
 }

@@ -144,7 +144,10 @@ fn other_user() -> Option<u32> {
     let uid = || {
         let out = Command::new("id").args(["-u", OTHER_USER]).output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        out.status.success().then(|| text.trim().parse().ok()).flatten()
+        out.status
+            .success()
+            .then(|| text.trim().parse().ok())
+            .flatten()
     };
     if let Some(uid) = uid() {
         return Some(uid);
@@ -174,7 +177,10 @@ async fn assert_entry_rule(test: &str, why: Refusal, break_rule: impl FnOnce(&Pa
     let cache = dir.open();
     let (module, outcome, _) = load_hello(&cache);
     assert_eq!((outcome, cache.compilations()), (CacheOutcome::Hit, 0));
-    assert!(!is_hello(&module), "obeyed: the planted entry is what loads");
+    assert!(
+        !is_hello(&module),
+        "obeyed: the planted entry is what loads"
+    );
 
     break_rule(&entry);
     let cache = dir.open();
@@ -203,7 +209,10 @@ async fn assert_dir_rule(test: &str, why: Refusal, break_rule: impl FnOnce(&Path
     plant(&cache);
     let (module, outcome, _) = load_hello(&cache);
     assert_eq!((outcome, cache.compilations()), (CacheOutcome::Hit, 0));
-    assert!(!is_hello(&module), "obeyed: the planted entry is what loads");
+    assert!(
+        !is_hello(&module),
+        "obeyed: the planted entry is what loads"
+    );
 
     break_rule(&dir.path);
     let (module, outcome, log) = load_hello(&cache);
@@ -213,8 +222,13 @@ async fn assert_dir_rule(test: &str, why: Refusal, break_rule: impl FnOnce(&Path
     assert!(log.contains(&line), "the log should say {line:?}: {log}");
     assert_works(&module).await;
 
-    let error = CodeCache::new(&dir.path).expect_err("a refused directory").to_string();
-    let named = format!("cannot use code cache directory {}: {why}", dir.path.display());
+    let error = CodeCache::new(&dir.path)
+        .expect_err("a refused directory")
+        .to_string();
+    let named = format!(
+        "cannot use code cache directory {}: {why}",
+        dir.path.display()
+    );
     assert_eq!(error, named);
 }
 
@@ -307,9 +321,13 @@ async fn directory_owned_by_another_user_is_refused() {
 
 #[tokio::test]
 async fn world_writable_entry_is_recompiled() {
-    assert_entry_rule("entry-writable", Refusal::Writable { mode: 0o646 }, |entry| {
-        chmod(entry, 0o646);
-    })
+    assert_entry_rule(
+        "entry-writable",
+        Refusal::Writable { mode: 0o646 },
+        |entry| {
+            chmod(entry, 0o646);
+        },
+    )
     .await;
 }
 
@@ -398,7 +416,10 @@ async fn entry_from_a_differently_configured_engine_is_not_trusted() {
         matches!(&outcome, CacheOutcome::Replaced(Refusal::Incompatible(_))),
         "{outcome:?}"
     );
-    assert!(log.contains("cache entry refused: wasmtime refused it"), "{log}");
+    assert!(
+        log.contains("cache entry refused: wasmtime refused it"),
+        "{log}"
+    );
     assert_eq!(cache.compilations(), 1);
     assert_works(&module).await;
 
@@ -413,7 +434,9 @@ fn a_key_readable_by_others_is_refused() {
     drop(dir.open());
     let key = dir.path.join("mac.key");
     chmod(&key, 0o640);
-    let error = CodeCache::new(&dir.path).expect_err("an exposed key").to_string();
+    let error = CodeCache::new(&dir.path)
+        .expect_err("an exposed key")
+        .to_string();
     assert!(
         error.ends_with("mac.key: key readable by group or others (mode 640)"),
         "{error}"
@@ -442,7 +465,11 @@ fn retain_removes_entries_not_kept_and_stale_temporaries() {
     assert_eq!(removed, 3, "two entries and the stale temporary file");
     assert_eq!(
         files(&dir.path),
-        [".tmp-fresh-1-0".to_string(), format!("{}.cwasm", key(2)), "mac.key".into()]
+        [
+            ".tmp-fresh-1-0".to_string(),
+            format!("{}.cwasm", key(2)),
+            "mac.key".into()
+        ]
     );
     assert_eq!(cache.retain(&HashSet::from([key(2)])), 0, "nothing more");
 }

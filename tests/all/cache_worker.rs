@@ -64,7 +64,10 @@ async fn a_worker_never_loads_code_planted_in_the_modules_directory() {
     assert_hello_serves(&addr, "planted-replies-2").await;
     second.kill();
     let own = worker_cache_dir(home.path());
-    assert_eq!(cache_entries(&own), [own.join(format!("{}.cwasm", hello_key()))]);
+    assert_eq!(
+        cache_entries(&own),
+        [own.join(format!("{}.cwasm", hello_key()))]
+    );
     assert!(!own.starts_with(modules.path()), "{}", own.display());
 
     // modules/.cache was left as planted: nothing read it into service,
@@ -83,7 +86,14 @@ async fn a_cache_dir_that_is_not_ours_stops_the_worker_at_start() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let dir_arg = dir.to_str().unwrap();
-    let args = ["--modules", modules.as_str(), "--tube", "hello", "--cache-dir", dir_arg];
+    let args = [
+        "--modules",
+        modules.as_str(),
+        "--tube",
+        "hello",
+        "--cache-dir",
+        dir_arg,
+    ];
 
     let mut command = runner();
     command.args(["--beanstalkd", &addr]).args(args);
@@ -135,7 +145,10 @@ async fn the_cache_keeps_the_deployed_version_and_one_previous() {
     let mut expected: Vec<PathBuf> = vec![entry(&v1), entry(&v2)];
     expected.sort();
     wait_entries(&cache, &expected).await;
-    assert_eq!(worker.events_starting("code cache pruned").len(), 1);
+    let pruned = worker
+        .wait_event("code cache pruned", Duration::from_secs(20))
+        .await;
+    assert_eq!(pruned["removed"], 1, "{pruned}");
 }
 
 /// Waits until the entries in `cache` are `expected` (sorted).

@@ -235,9 +235,19 @@ pub fn worker_cache_dir(home: &Path) -> PathBuf {
     let dirs: Vec<PathBuf> = std::fs::read_dir(&base)
         .unwrap_or_else(|e| panic!("no cache directory {}: {e}", base.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("worker-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("worker-")
+        })
         .collect();
-    assert_eq!(dirs.len(), 1, "one worker cache in {}: {dirs:?}", base.display());
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one worker cache in {}: {dirs:?}",
+        base.display()
+    );
     dirs.into_iter().next().unwrap()
 }
 

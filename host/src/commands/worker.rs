@@ -177,7 +177,9 @@ fn open_cache(args: &WorkerArgs) -> anyhow::Result<Option<CodeCache>> {
         return Ok(None);
     }
     if let Some(dir) = &args.cache_dir {
-        return Ok(Some(CodeCache::new(dir).map_err(|e| anyhow::anyhow!("--cache-dir: {e}"))?));
+        return Ok(Some(
+            CodeCache::new(dir).map_err(|e| anyhow::anyhow!("--cache-dir: {e}"))?,
+        ));
     }
     let Some(base) = super::user_cache_dir() else {
         tracing::warn!(
@@ -253,6 +255,9 @@ mod tests {
         let a = worker_cache_name(Path::new("/srv/a/modules"));
         assert_eq!(a, worker_cache_name(Path::new("/srv/a/modules")));
         assert_ne!(a, worker_cache_name(Path::new("/srv/b/modules")));
-        assert!(a.starts_with("worker-") && a.len() == "worker-".len() + 16, "{a}");
+        assert!(
+            a.starts_with("worker-") && a.len() == "worker-".len() + 16,
+            "{a}"
+        );
     }
 }

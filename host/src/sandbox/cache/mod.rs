@@ -108,8 +108,7 @@ impl CodeCache {
         };
         create_private_dir(&dir).map_err(|e| fail(e.to_string()))?;
         let fd = trust::open_dir(&dir).map_err(|r| fail(r.to_string()))?;
-        let secret =
-            Secret::load_or_create(&fd).map_err(|r| fail(format!("{KEY_FILE}: {r}")))?;
+        let secret = Secret::load_or_create(&fd).map_err(|r| fail(format!("{KEY_FILE}: {r}")))?;
         Ok(Self {
             dir,
             secret,
@@ -431,7 +430,10 @@ mod tests {
         assert_eq!(prune("junk.cwasm", &keep), Prune::Remove);
         assert_eq!(prune(KEY_FILE, &keep), Prune::Keep);
         assert_eq!(prune("README", &keep), Prune::Keep);
-        assert_eq!(prune(&format!(".tmp-{other}-1-0"), &keep), Prune::RemoveIfStale);
+        assert_eq!(
+            prune(&format!(".tmp-{other}-1-0"), &keep),
+            Prune::RemoveIfStale
+        );
         assert_eq!(prune(".tmp-key-1-0", &keep), Prune::RemoveIfStale);
     }
 }

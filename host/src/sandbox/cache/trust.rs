@@ -90,13 +90,15 @@ pub(super) struct Facts {
 }
 
 impl Facts {
+    #[allow(
+        clippy::useless_conversion,
+        reason = "mode_t is u32 on Linux, u16 elsewhere"
+    )]
     fn of(stat: &Stat) -> Facts {
-        #[allow(clippy::useless_conversion, reason = "mode_t differs per target")]
-        let raw = u32::from(stat.st_mode);
         Facts {
-            kind: FileType::from_raw_mode(raw.into()),
+            kind: FileType::from_raw_mode(stat.st_mode),
             uid: stat.st_uid,
-            mode: raw & 0o7777,
+            mode: u32::from(stat.st_mode) & 0o7777,
         }
     }
 }
@@ -176,8 +178,7 @@ pub(super) fn read_in(dir: &OwnedFd, name: &str, role: Role) -> Result<Option<Ve
 /// Creates the file `name` in `dir`, owner-only (0600), failing if anything
 /// (a symlink included) already has that name.
 pub(super) fn create_in(dir: &OwnedFd, name: &str) -> io::Result<File> {
-    let flags =
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
     Ok(File::from(fd))
 }
@@ -244,7 +245,11 @@ mod tests {
         assert_eq!(dir(ME, 0o757), Err(Refusal::Writable { mode: 0o757 }));
         assert_eq!(dir(ME, 0o1777), Err(Refusal::Writable { mode: 0o1777 }));
         assert_eq!(dir(1234, 0o700), Err(Refusal::Owner { uid: 1234 }));
-        assert_eq!(dir(0, 0o700), Err(Refusal::Owner { uid: 0 }), "not even root's");
+        assert_eq!(
+            dir(0, 0o700),
+            Err(Refusal::Owner { uid: 0 }),
+            "not even root's"
+        );
         let root = judge(Role::Directory, facts(FileType::Directory, 0, 0o700), 0);
         assert_eq!(root, Ok(()), "root's own");
     }
@@ -290,7 +295,10 @@ mod tests {
 
     #[test]
     fn refusals_say_what_was_found() {
-        assert_eq!(Refusal::Owner { uid: 1234 }.to_string(), "owned by uid 1234");
+        assert_eq!(
+            Refusal::Owner { uid: 1234 }.to_string(),
+            "owned by uid 1234"
+        );
         assert_eq!(
             Refusal::Writable { mode: 0o775 }.to_string(),
             "writable by group or others (mode 775)"
