@@ -68,7 +68,7 @@ if [ -x target/seed-venv/bin/python ]; then
 fi
 
 echo; echo "== a task written in Python (tasks/hello-py) is deployed as py.wasm; the worker"
-echo "   compiles it (seconds; cached in modules/.cache) and serves tube py. With --reuse 3,"
+echo "   compiles it (seconds; cached in ~/.cache/beanbox) and serves tube py. With --reuse 3,"
 echo "   up to 3 consecutive jobs share an instance (a fresh Python instance costs ~0.7 ms,"
 echo "   a reused one ~5 us): count_calls, a module-level counter, goes 1, 2, 3, then 1"
 cp "$python_task" "$demo/modules/.py.tmp" && mv "$demo/modules/.py.tmp" "$demo/modules/py.wasm"

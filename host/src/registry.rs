@@ -3,14 +3,14 @@
 //! a periodic rescan as backstop), compiled off the job path and swapped in
 //! atomically; a file that does not load leaves the previous version serving.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::sandbox::{CodeCache, Module, Sandbox};
+use crate::sandbox::{CacheKey, CodeCache, Module, Sandbox};
 
 /// How long a file must stay unchanged before it is loaded: a file still
 /// being copied in is never read half-written on purpose (and a half-written
@@ -43,10 +43,38 @@ struct State {
     failed: HashMap<String, Fingerprint>,
 }
 
+/// The code cache keys of the versions loaded now and of the one each
+/// module had before (also after it was removed): what pruning keeps.
+#[derive(Debug, Default)]
+struct CacheKeys {
+    current: HashMap<String, CacheKey>,
+    previous: HashMap<String, CacheKey>,
+}
+
+impl CacheKeys {
+    /// Records the keys of what is `loaded` now (by module name); returns
+    /// the keys to keep.
+    fn update(&mut self, loaded: HashMap<String, CacheKey>) -> HashSet<CacheKey> {
+        for (name, key) in self.current.drain() {
+            if loaded.get(&name) != Some(&key) {
+                self.previous.insert(name, key);
+            }
+        }
+        self.current = loaded;
+        self.current
+            .values()
+            .chain(self.previous.values())
+            .copied()
+            .collect()
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     sandbox: Sandbox,
     cache: Option<CodeCache>,
+    /// What the code cache keeps when it is pruned.
+    cache_keys: Mutex<CacheKeys>,
     state: RwLock<State>,
     generation: watch::Sender<u64>,
 }
@@ -85,6 +113,7 @@ impl Registry {
                 dir: dir.to_path_buf(),
                 sandbox,
                 cache,
+                cache_keys: Mutex::new(CacheKeys::default()),
                 state: RwLock::new(State::default()),
                 generation: watch::Sender::new(0),
             }),
@@ -214,9 +243,36 @@ impl Registry {
             state.failed.retain(|n, _| on_disk.contains_key(n));
         }
         if changed {
+            self.prune_cache();
             self.inner.generation.send_modify(|g| *g += 1);
         }
         unsettled
+    }
+
+    /// Bounds the code cache: keeps the entries of the loaded versions and
+    /// of the version each module had before, removes the rest.
+    fn prune_cache(&self) {
+        let Some(cache) = &self.inner.cache else {
+            return;
+        };
+        let loaded: HashMap<String, CacheKey> = {
+            let state = self.inner.state.read().expect("registry lock poisoned");
+            state
+                .loaded
+                .iter()
+                .filter_map(|(name, (module, _))| Some((name.clone(), module.cache_key()?)))
+                .collect()
+        };
+        let keep = self
+            .inner
+            .cache_keys
+            .lock()
+            .expect("cache keys lock poisoned")
+            .update(loaded);
+        let removed = cache.retain(&keep);
+        if removed > 0 {
+            tracing::info!(removed, dir = %cache.dir().display(), "code cache pruned");
+        }
     }
 
     /// Watches the directory (inotify) and rescans on every change, and
@@ -264,5 +320,44 @@ impl Registry {
                     .unwrap_or(true);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> CacheKey {
+        let text = format!("{byte:02x}").repeat(32);
+        CacheKey::parse(&text).expect("64 hex digits")
+    }
+
+    #[test]
+    fn the_cache_keeps_loaded_versions_and_one_previous_each() {
+        let mut keys = CacheKeys::default();
+        let loaded = |pairs: &[(&str, u8)]| {
+            pairs
+                .iter()
+                .map(|(n, k)| (n.to_string(), key(*k)))
+                .collect::<HashMap<_, _>>()
+        };
+        let set = |ks: &[u8]| ks.iter().map(|k| key(*k)).collect::<HashSet<_>>();
+        assert_eq!(keys.update(loaded(&[("a", 1), ("b", 2)])), set(&[1, 2]));
+        assert_eq!(keys.update(loaded(&[("a", 3), ("b", 2)])), set(&[1, 2, 3]));
+        assert_eq!(
+            keys.update(loaded(&[("a", 4), ("b", 2)])),
+            set(&[2, 3, 4]),
+            "a's 1 goes"
+        );
+        assert_eq!(
+            keys.update(loaded(&[("a", 4)])),
+            set(&[2, 3, 4]),
+            "removed b: 2 kept"
+        );
+        assert_eq!(
+            keys.update(loaded(&[("a", 3)])),
+            set(&[2, 3, 4]),
+            "a rolled back"
+        );
     }
 }

@@ -12,9 +12,10 @@ use beanbox_queue::{JobState, Producer, ReplyBody};
 use serde_json::json;
 
 use crate::deploy_support::{
-    Modules, Runner, assert_stays_ready, hello_version, tube_stats, version_marker, wait_watching,
+    Modules, Runner, assert_stays_ready, cache_entries, hello_version, tube_stats, version_marker,
+    wait_watching, worker_cache_dir,
 };
-use crate::worker_support::{Replies, abc, connect, job_stats, ok, put, wait_deleted};
+use crate::worker_support::{Replies, TempDir, abc, connect, job_stats, ok, put, wait_deleted};
 
 /// Replacements of `hello.wasm` in the swap test: valid and invalid in turn.
 const SWAPS: u16 = 10;
@@ -408,6 +409,9 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
     let addr = server.addr();
     let modules = Modules::with(&["hello"]);
     let args = ["--modules", modules.as_str(), "--tube", "hello"];
+    // The default cache, shared by the three starts.
+    let home = TempDir::new("cache-home");
+    let env = [("XDG_CACHE_HOME", home.as_str())];
     let messages = |worker: &Runner| -> Vec<String> {
         worker
             .events()
@@ -417,23 +421,18 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
             .collect()
     };
 
-    let mut first = Runner::start(&addr, &args, &[]);
+    let mut first = Runner::start(&addr, &args, &env);
     first.wait_started().await;
     assert_eq!(messages(&first), ["module compiled"]);
     first.kill();
 
-    let mut second = Runner::start(&addr, &args, &[]);
+    let mut second = Runner::start(&addr, &args, &env);
     second.wait_started().await;
     assert_eq!(messages(&second), ["module loaded from cache"]);
     second.kill();
 
     // Damage the entry in the middle, where only the checksum notices.
-    let cache = modules.path().join(".cache");
-    let entries: Vec<_> = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .collect();
+    let entries = cache_entries(&worker_cache_dir(home.path()));
     assert_eq!(entries.len(), 1, "{entries:?}");
     let mut bytes = std::fs::read(&entries[0]).unwrap();
     let middle = bytes.len() / 2;
@@ -442,10 +441,13 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
     }
     std::fs::write(&entries[0], &bytes).unwrap();
 
-    let mut third = Runner::start(&addr, &args, &[]);
+    let mut third = Runner::start(&addr, &args, &env);
     third.wait_started().await;
-    assert_eq!(messages(&third), ["cache entry corrupt; recompiled"]);
-    let corrupt = third.events_starting("cache entry corrupt");
+    assert_eq!(
+        messages(&third),
+        ["cache entry refused: checksum mismatch; recompiled"]
+    );
+    let corrupt = third.events_starting("cache entry refused");
     assert_eq!(corrupt[0]["reason"], "checksum mismatch", "{}", corrupt[0]);
     let mut replies = Replies::watch(&addr, "cache-replies").await;
     let mut producer = Producer::connect(&addr).await.unwrap();

@@ -116,13 +116,16 @@ pub struct Runner {
 
 impl Runner {
     /// Starts `runner --beanstalkd addr --log-format json ARGS` with `env`
-    /// added to its environment.
+    /// added to its environment. Its `XDG_CACHE_HOME` (its default code
+    /// cache) is a directory of its own, removed with it, unless `env` sets
+    /// one.
     pub fn start(addr: &str, args: &[&str], env: &[(&str, &str)]) -> Runner {
         let dir = TempDir::new("runner-log");
         let log = dir.path().join("worker.log");
         let stderr = File::create(&log).expect("cannot create the worker log");
         let mut command = support::runner();
         command
+            .env("XDG_CACHE_HOME", dir.path().join("cache-home"))
             .args(["--beanstalkd", addr, "--log-format", "json"])
             .args(args)
             .envs(env.iter().copied())
@@ -223,6 +226,40 @@ impl Drop for Runner {
             );
         }
     }
+}
+
+/// The default code cache directory of the one worker that ran with
+/// `XDG_CACHE_HOME` set to `home`: `home/beanbox/worker-<hash>`.
+pub fn worker_cache_dir(home: &Path) -> PathBuf {
+    let base = home.join("beanbox");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap_or_else(|e| panic!("no cache directory {}: {e}", base.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("worker-")
+        })
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one worker cache in {}: {dirs:?}",
+        base.display()
+    );
+    dirs.into_iter().next().unwrap()
+}
+
+/// The compiled-code entries (`*.cwasm`) in `dir`, sorted.
+pub fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    entries.sort();
+    entries
 }
 
 /// Writes `text` as `tenants.toml` in `dir`; returns its path as a string.

@@ -8,6 +8,7 @@ mod worker_support;
 
 mod budgets;
 mod cache;
+mod cache_worker;
 mod cli;
 mod compute;
 mod conversion;

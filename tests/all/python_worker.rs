@@ -6,8 +6,8 @@
 //!
 //! The worker compiles the ~18 MB component once at start (seconds in a
 //! debug build), so each test waits until the worker reserves on the Python
-//! tube before it puts or times anything. The compiled code is cached in
-//! one directory under the target dir, shared by these tests and runs.
+//! tube before it puts or times anything. The compiled code is cached
+//! under the target dir across runs, one directory per set of tubes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,15 +27,17 @@ const LOAD: Duration = Duration::from_secs(180);
 /// How long a job may take to come back once the worker is ready.
 const REPLY: Duration = Duration::from_secs(30);
 
-/// A compiled-code cache shared by the workers of these tests.
-fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-worker-cache")
+/// A compiled-code cache kept across runs for the workers serving `tubes`:
+/// one per set, as a worker prunes the entries of modules it does not serve.
+fn cache_dir(tubes: &[(&str, &Path)]) -> PathBuf {
+    let names: Vec<&str> = tubes.iter().map(|(tube, _)| *tube).collect();
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("python-worker-cache-{}", names.join("-")))
 }
 
 /// Starts a worker serving `tubes` (tube, component file) with `args`, and
 /// waits until it reserves on every tube: all modules are loaded.
 async fn start(addr: &str, tubes: &[(&str, &Path)], args: &[&str]) -> Worker {
-    let cache = cache_dir();
+    let cache = cache_dir(tubes);
     let mut all = vec!["--cache-dir", cache.to_str().expect("cache dir is UTF-8")];
     all.extend_from_slice(args);
     let mut worker = Worker::start_files(addr, tubes, &all);

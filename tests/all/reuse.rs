@@ -288,10 +288,12 @@ const LOAD: Duration = Duration::from_secs(180);
 /// How long a job may take to come back once the worker is ready.
 const REPLY: Duration = Duration::from_secs(30);
 
-/// Starts `runner --modules DIR ARGS` with its code cache shared by these
-/// tests, and waits until each of `tubes` is watched.
+/// Starts `runner --modules DIR ARGS` with a code cache kept across runs,
+/// one per set of `tubes` (a worker prunes the entries of modules it does
+/// not serve), and waits until each of `tubes` is watched.
 async fn start(addr: &str, modules: &Modules, args: &[&str], tubes: &[&str]) -> Runner {
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("reuse-worker-cache");
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("reuse-worker-cache-{}", tubes.join("-")));
     let mut all = vec![
         "--modules",
         modules.as_str(),

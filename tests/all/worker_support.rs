@@ -59,6 +59,8 @@ pub struct Worker {
     log: PathBuf,
     /// Holds the modules and the log; removed after the process is gone.
     modules: TempDir,
+    /// The worker's `XDG_CACHE_HOME`, so its code cache goes with it.
+    _cache_home: TempDir,
 }
 
 impl Worker {
@@ -85,7 +87,9 @@ impl Worker {
         }
         let log = modules.path().join("worker.log");
         let stderr = File::create(&log).expect("cannot create the worker log");
+        let cache_home = TempDir::new("cache-home");
         let mut command = support::runner();
+        command.env("XDG_CACHE_HOME", cache_home.path());
         for (tube, _) in tubes {
             command.args(["--tube", tube]);
         }
@@ -101,6 +105,7 @@ impl Worker {
             child,
             log,
             modules,
+            _cache_home: cache_home,
         }
     }
 

@@ -160,14 +160,7 @@ impl CacheArgs {
         if let Some(dir) = &self.cache_dir {
             return Some(dir.clone());
         }
-        let absolute = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-        };
-        absolute("XDG_CACHE_HOME")
-            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
-            .map(|base| base.join("beanbox"))
+        user_cache_dir()
     }
 
     /// Loads the component at `path`, through the cache when there is one.
@@ -187,6 +180,20 @@ impl CacheArgs {
         });
         sandbox.load_file_through(path, cache.as_ref())
     }
+}
+
+/// The user's cache directory for beanbox: `$XDG_CACHE_HOME/beanbox`, else
+/// `$HOME/.cache/beanbox` (relative values are ignored); `None` when neither
+/// is set. `call` and `inspect` cache here; a worker in a subdirectory.
+pub(crate) fn user_cache_dir() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|base| base.join("beanbox"))
 }
 
 /// Sets up the process log on stderr. For `call` and `inspect`, whose

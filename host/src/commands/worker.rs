@@ -3,11 +3,10 @@
 //! running jobs finish within the grace period, a second one (or the end of
 //! the grace period) hands unfinished jobs back to beanstalkd at once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
 use tokio::sync::{mpsc, watch};
 
@@ -33,7 +32,10 @@ pub struct WorkerArgs {
     /// tenant. Reloaded on SIGHUP. See examples/tenants.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where compiled modules are cached [default: <modules>/.cache].
+    /// Where compiled modules are cached. Must be a directory (not a
+    /// symlink) owned by this user and not writable by group or others, or
+    /// the worker does not start [default: one per modules directory in
+    /// $XDG_CACHE_HOME/beanbox, else ~/.cache/beanbox; unusable: none].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not cache compiled modules on disk.
@@ -164,18 +166,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let guest_handle = guests.handle().clone();
     runtime.block_on(async move {
         let sandbox = Sandbox::new()?;
-        let cache = if args.no_cache {
-            None
-        } else {
-            let dir = args
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| args.modules.join(".cache"));
-            Some(
-                CodeCache::new(&dir)
-                    .with_context(|| format!("cannot use the code cache {}", dir.display()))?,
-            )
-        };
+        let cache = open_cache(&args)?;
         let registry = Registry::open(&args.modules, sandbox, cache)?;
         // A bad config is refused at start, naming file, line and key.
         tenants.resolve(&registry)?;
@@ -195,6 +186,52 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     // job: no need to wait for it.
     guests.shutdown_background();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The worker's code cache: `--cache-dir` (refused or unusable: the worker
+/// does not start, as the operator named it), else its own directory in the
+/// user's cache directory, never inside the modules directory, whose
+/// writers need not be trusted with native code (unusable: a warning, and
+/// every start compiles).
+fn open_cache(args: &WorkerArgs) -> anyhow::Result<Option<CodeCache>> {
+    if args.no_cache {
+        return Ok(None);
+    }
+    if let Some(dir) = &args.cache_dir {
+        return Ok(Some(
+            CodeCache::new(dir).map_err(|e| anyhow::anyhow!("--cache-dir: {e}"))?,
+        ));
+    }
+    let Some(base) = super::user_cache_dir() else {
+        tracing::warn!(
+            "no code cache: neither $XDG_CACHE_HOME nor $HOME is set; \
+             every start compiles (--cache-dir DIR to cache)"
+        );
+        return Ok(None);
+    };
+    let modules = std::fs::canonicalize(&args.modules).unwrap_or_else(|_| args.modules.clone());
+    let dir = base.join(worker_cache_name(&modules));
+    match CodeCache::new(&dir) {
+        Ok(cache) => Ok(Some(cache)),
+        Err(e) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "no code cache: {e}; every start compiles (--cache-dir DIR for another)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The name of a worker's default cache directory, one per modules
+/// directory (`modules`, canonical): workers of different directories, and
+/// `runner call`, keep entries of their own, which each prunes alone.
+fn worker_cache_name(modules: &Path) -> String {
+    use sha2::Digest as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let digest = sha2::Sha256::digest(modules.as_os_str().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("worker-{hex}")
 }
 
 /// SIGHUP: reload. First SIGTERM/SIGINT: drain; after `grace`, or on a
@@ -228,4 +265,20 @@ async fn watch_signals(
         _ = int.recv() => {}
     }
     tx.send_replace(Phase::Abort);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_modules_directory_has_a_cache_directory_of_its_own() {
+        let a = worker_cache_name(Path::new("/srv/a/modules"));
+        assert_eq!(a, worker_cache_name(Path::new("/srv/a/modules")));
+        assert_ne!(a, worker_cache_name(Path::new("/srv/b/modules")));
+        assert!(
+            a.starts_with("worker-") && a.len() == "worker-".len() + 16,
+            "{a}"
+        );
+    }
 }

@@ -27,7 +27,7 @@ use wasmtime::{Config, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use budget::{Budget, BudgetHit, MAX_LOG_LINE};
-pub use cache::{CacheKey, CacheOutcome, CodeCache};
+pub use cache::{CacheKey, CacheOutcome, CodeCache, Refusal};
 pub use convert::{ArgError, ArgErrorKind, same_name};
 pub use error::{CallError, FailureClass, LoadError};
 pub use host::{
@@ -186,7 +186,7 @@ impl Sandbox {
     /// As [`Sandbox::load_file`].
     pub fn load(&self, bytes: &[u8], name: &str) -> Result<Module, LoadError> {
         let component = self.compile(bytes, name)?;
-        self.prepare(component, name)
+        self.prepare(component, name, None)
     }
 
     /// Compiles a component from its bytes; `name` is used in messages.
@@ -197,8 +197,14 @@ impl Sandbox {
         })
     }
 
-    /// Lists the tasks of a compiled component and pre-links it.
-    fn prepare(&self, component: Component, name: &str) -> Result<Module, LoadError> {
+    /// Lists the tasks of a compiled component and pre-links it; `cache_key`
+    /// when it was loaded through a code cache.
+    fn prepare(
+        &self,
+        component: Component,
+        name: &str,
+        cache_key: Option<CacheKey>,
+    ) -> Result<Module, LoadError> {
         let tasks = discover_tasks(&self.engine, &component, name)?;
         let pre = self
             .linker
@@ -213,6 +219,7 @@ impl Sandbox {
                 name: name.to_string(),
                 pre,
                 tasks,
+                cache_key,
             }),
         })
     }
@@ -345,6 +352,7 @@ struct ModuleInner {
     name: String,
     pre: InstancePre<State>,
     tasks: Vec<Task>,
+    cache_key: Option<CacheKey>,
 }
 
 impl std::fmt::Debug for Module {
@@ -463,6 +471,12 @@ impl Module {
     /// The name given at load time (usually the file path).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The key of its compiled code in the code cache it was loaded
+    /// through; `None` when it was loaded without one.
+    pub fn cache_key(&self) -> Option<CacheKey> {
+        self.inner.cache_key
     }
 
     /// Every callable export.
