@@ -21,7 +21,14 @@ async fn a_guest_burning_cpu_in_log_is_stopped_at_its_ttr_while_other_tubes_keep
         &addr,
         &[("burner", "hostile"), ("quick", "hello")],
         // Fuel for hours of this: the TTR is what stops it.
-        &["--max-attempts", "1", "--memory-mb", "256", "--fuel", "1000000000000000"],
+        &[
+            "--max-attempts",
+            "1",
+            "--memory-mb",
+            "256",
+            "--fuel",
+            "1000000000000000",
+        ],
     );
     worker.wait_ready(&addr, "quick", 1).await;
     let mut producer = Producer::connect(&addr).await.unwrap();
@@ -36,7 +43,14 @@ async fn a_guest_burning_cpu_in_log_is_stopped_at_its_ttr_while_other_tubes_keep
     let mut latencies = Vec::new();
     for _ in 0..11 {
         let sent = Instant::now();
-        put(&mut producer, "quick", "task-one", abc(), Some("quick-replies")).await;
+        put(
+            &mut producer,
+            "quick",
+            "task-one",
+            abc(),
+            Some("quick-replies"),
+        )
+        .await;
         replies.next(Duration::from_secs(10)).await;
         latencies.push(sent.elapsed());
     }
@@ -108,12 +122,22 @@ async fn a_task_that_puts_then_fails_leaves_no_follow_up_and_one_that_succeeds_e
     let stats = wait_state(&mut client, failing, JobState::Buried).await;
     assert_eq!(stats.reserves, 3, "{stats:?}");
     let tube = client.stats_tube("staged").await.unwrap();
-    assert_eq!(tube.total_jobs, 1, "a failed job's follow-ups were put: {tube:?}");
+    assert_eq!(
+        tube.total_jobs, 1,
+        "a failed job's follow-ups were put: {tube:?}"
+    );
 
     let succeeding = put(&mut producer, "staged", "put-one", json!({}), None).await;
-    eventually(Duration::from_secs(20), "the job to be deleted", async || {
-        job_stats(&mut client, succeeding).await.is_none().then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the job to be deleted",
+        async || {
+            job_stats(&mut client, succeeding)
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     let tube = client.stats_tube("staged").await.unwrap();
     assert_eq!(tube.total_jobs, 3, "exactly one follow-up: {tube:?}");

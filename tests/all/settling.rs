@@ -81,9 +81,16 @@ async fn a_reply_refused_by_a_draining_beanstalkd_is_lost_and_the_job_still_dele
     assert_eq!(lines.len(), 1, "one log line: {lines:?}");
     assert_eq!(lines[0]["outcome"], "deleted");
     let reply = lines[0]["reply"].as_str().unwrap();
-    assert!(reply.contains("lost") && reply.contains("draining"), "{}", lines[0]);
+    assert!(
+        reply.contains("lost") && reply.contains("draining"),
+        "{}",
+        lines[0]
+    );
     let stats = client.stats_tube("drain").await.unwrap();
-    assert_eq!(stats.total_jobs, 1, "the job ran once and was not put again");
+    assert_eq!(
+        stats.total_jobs, 1,
+        "the job ran once and was not put again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +129,11 @@ async fn error_replies_too_big_bury_with_a_line_each_and_do_not_slow_the_worker(
         let lines = worker.wait_outcomes(id, 1).await;
         assert_eq!(lines.len(), 1, "job {id}: {lines:?}");
         assert_eq!(lines[0]["outcome"], "buried");
-        assert!(lines[0]["reply"].as_str().unwrap().contains("too big"), "{}", lines[0]);
+        assert!(
+            lines[0]["reply"].as_str().unwrap().contains("too big"),
+            "{}",
+            lines[0]
+        );
     }
     let mut replies = Replies::watch(&addr, "r").await;
     for _ in 0..40 {
@@ -154,9 +165,17 @@ async fn a_bad_envelope_with_a_readable_reply_to_is_answered_and_buried() {
         let lines = worker.wait_outcomes(job, 1).await;
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0]["outcome"], "buried");
-        assert!(lines[0]["reason"].as_str().unwrap().starts_with("bad envelope"));
+        assert!(
+            lines[0]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("bad envelope")
+        );
     }
-    assert!(replies.try_next().await.is_none(), "a reply without reply_to");
+    assert!(
+        replies.try_next().await.is_none(),
+        "a reply without reply_to"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +201,14 @@ async fn a_job_for_the_version_being_deployed_waits_for_it_instead_of_being_buri
     // Deployed as the README says, and a job for the new export at once.
     let python = std::fs::read(crate::support::python_wasm()).unwrap();
     modules.deploy("app", &python);
-    let id = put(&mut producer, "app", "count_calls", json!({}), Some("app-replies")).await;
+    let id = put(
+        &mut producer,
+        "app",
+        "count_calls",
+        json!({}),
+        Some("app-replies"),
+    )
+    .await;
 
     let reply = replies.next(Duration::from_secs(120)).await;
     assert_eq!(reply.job, id);

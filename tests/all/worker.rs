@@ -534,13 +534,17 @@ async fn follow_up_put_lands_on_allowed_tube_and_is_denied_elsewhere() {
     // `put` returns the staged put's number within the job.
     assert_eq!(ok(&reply), &json!(1), "{reply:?}");
     // The follow-up job ran: deleted, after task-one succeeded.
-    let line = eventually(Duration::from_secs(20), "the follow-up's line", async || {
-        worker
-            .events()
-            .into_iter()
-            .map(|e| e["fields"].clone())
-            .find(|f| f["task"] == "task-one" && f.get("outcome").is_some())
-    })
+    let line = eventually(
+        Duration::from_secs(20),
+        "the follow-up's line",
+        async || {
+            worker
+                .events()
+                .into_iter()
+                .map(|e| e["fields"].clone())
+                .find(|f| f["task"] == "task-one" && f.get("outcome").is_some())
+        },
+    )
     .await;
     assert_eq!(line["tube"], "chain");
     assert_eq!(line["outcome"], "deleted");

@@ -63,21 +63,23 @@ impl Future for GuestCall {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = &mut *self;
-        Pin::new(&mut this.handle).poll(cx).map(|joined| match joined {
-            Ok((outcome, kept)) => {
-                this.kept = Some(kept);
-                outcome
-            }
-            // The call panicked (a bug of ours, not the guest's: a guest
-            // traps): the job fails like a trap, and the slot goes on.
-            Err(e) => Outcome::stopped(
-                Err(CallError::Trap {
-                    task: this.task.clone(),
-                    message: format!("the sandbox failed: {e}"),
-                }),
-                std::time::Duration::ZERO,
-            ),
-        })
+        Pin::new(&mut this.handle)
+            .poll(cx)
+            .map(|joined| match joined {
+                Ok((outcome, kept)) => {
+                    this.kept = Some(kept);
+                    outcome
+                }
+                // The call panicked (a bug of ours, not the guest's: a guest
+                // traps): the job fails like a trap, and the slot goes on.
+                Err(e) => Outcome::stopped(
+                    Err(CallError::Trap {
+                        task: this.task.clone(),
+                        message: format!("the sandbox failed: {e}"),
+                    }),
+                    std::time::Duration::ZERO,
+                ),
+            })
     }
 }
 

@@ -93,16 +93,22 @@ pub(super) async fn handle(
     let Some(route) = ctx.tenant.routes.iter().find(|r| r.tube == tube) else {
         return Ok(gone(&job, &tube));
     };
-    let Some(module) = deployed(ctx, conn, &job, &route.module, &envelope.task, &mut stats, phase)
-        .await?
-    else {
+    let task = envelope.task.as_str();
+    let module = deployed(ctx, conn, &job, &route.module, task, &mut stats, phase).await?;
+    let Some(module) = module else {
         return Ok(gone(&job, &tube));
     };
-    let Some(outcome) = run(ctx, conn, kept, &job, &tube, module, &route.module, &envelope, &mut stats, phase, started).await?
-    else {
-        return Ok(hand_back(&job, &tube, &envelope.task));
+    let call = Call {
+        job: &job,
+        tube: &tube,
+        module,
+        module_name: &route.module,
+        envelope: &envelope,
+        started,
     };
-    let mut outcome = outcome;
+    let Some(mut outcome) = run(ctx, conn, kept, call, &mut stats, phase).await? else {
+        return Ok(hand_back(&job, &tube, task));
+    };
     let result = std::mem::replace(&mut outcome.result, Ok(Value::Null)).map_err(Failure::Call);
     let ending = Ending {
         job: &job,
@@ -137,7 +143,9 @@ async fn deployed(
     }
     let waiting = Instant::now();
     tracing::info!(
-        job = job.id, module = name, task,
+        job = job.id,
+        module = name,
+        task,
         "task unknown to the serving version while a new version is being deployed; waiting for it"
     );
     let Some(s) = facts(stats, conn, job.id).await? else {
@@ -157,27 +165,45 @@ async fn deployed(
         }
         module = ctx.registry.get(name);
     }
-    tracing::info!(job = job.id, module = name, task, waited_ms = waiting.elapsed().as_millis() as u64, "deploy wait over");
+    tracing::info!(
+        job = job.id,
+        module = name,
+        task,
+        waited_ms = waiting.elapsed().as_millis() as u64,
+        "deploy wait over"
+    );
     Ok(module)
+}
+
+/// What a job's call runs.
+struct Call<'a> {
+    job: &'a Job,
+    tube: &'a str,
+    module: Module,
+    module_name: &'a str,
+    envelope: &'a Envelope,
+    started: Instant,
 }
 
 /// Runs the call on the guest runtime while this thread fetches the job's
 /// facts, touches it before its TTR and stops it at the TTR. `None`: the
 /// grace period ended first, and the job is to be handed back.
-#[allow(clippy::too_many_arguments)]
 async fn run(
     ctx: &SlotContext,
     conn: &mut Conn,
     kept: &mut KeptInstance,
-    job: &Job,
-    tube: &str,
-    module: Module,
-    module_name: &str,
-    envelope: &Envelope,
+    call: Call<'_>,
     stats: &mut Option<JobStats>,
     phase: &mut watch::Receiver<Phase>,
-    started: Instant,
 ) -> beanbox_queue::Result<Option<Outcome>> {
+    let Call {
+        job,
+        tube,
+        module,
+        module_name,
+        envelope,
+        started,
+    } = call;
     let cell = stats.is_none().then(|| Arc::new(AttemptCell::default()));
     let mut limits = ctx.tenant.limits;
     if let Some(s) = &stats {
@@ -361,11 +387,15 @@ async fn settle(
             conn.client.delete(job.id).await
         }
         Action::Release { delay } => {
-            let pri = stats.as_ref().map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
+            let pri = stats
+                .as_ref()
+                .map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
             conn.client.release(job.id, pri, delay).await
         }
         Action::Bury => {
-            let pri = stats.as_ref().map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
+            let pri = stats
+                .as_ref()
+                .map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
             conn.client.bury(job.id, pri).await
         }
     };
@@ -373,11 +403,26 @@ async fn settle(
         Ok(()) => {}
         Err(e) if e.is_connection_error() => return Err(e),
         // E.g. NOT_FOUND: its TTR ran out and another worker has it.
-        Err(e) => extras.refused = Some(format!("{} refused: {e}; the job may run again", action.outcome())),
+        Err(e) => {
+            extras.refused = Some(format!(
+                "{} refused: {e}; the job may run again",
+                action.outcome()
+            ))
+        }
     }
     // 0 only when the statistics could not be had (the job vanished).
     let attempt = stats.as_ref().map_or(0, attempt_of);
-    log_finished(job.id, tube, task, attempt, Some(action), &result, outcome, &extras, started);
+    log_finished(
+        job.id,
+        tube,
+        task,
+        attempt,
+        Some(action),
+        &result,
+        outcome,
+        &extras,
+        started,
+    );
     Ok(Settled::Done { next })
 }
 
@@ -439,7 +484,11 @@ fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
 /// while the job waited for a deploy): leave the job untouched. Closing the
 /// connection puts it back without counting an attempt.
 fn gone(job: &Job, tube: &str) -> Settled {
-    tracing::warn!(job = job.id, tube, "module gone or worker stopping; leaving the job queued");
+    tracing::warn!(
+        job = job.id,
+        tube,
+        "module gone or worker stopping; leaving the job queued"
+    );
     Settled::HandedBack
 }
 
@@ -478,16 +527,49 @@ fn log_finished(
     let outcome_word = action.map_or("lost", Action::outcome);
     match action {
         Some(Action::Delete) => tracing::info!(
-            job = id, tube, task, attempt, outcome = outcome_word, ms, fuel, instance_jobs, puts,
-            budget, reply, refused, "job done"
+            job = id,
+            tube,
+            task,
+            attempt,
+            outcome = outcome_word,
+            ms,
+            fuel,
+            instance_jobs,
+            puts,
+            budget,
+            reply,
+            refused,
+            "job done"
         ),
         Some(Action::Release { delay }) => tracing::warn!(
-            job = id, tube, task, attempt, outcome = outcome_word, delay, ms, fuel, instance_jobs,
-            reason = reason.as_deref().unwrap_or(""), budget, refused, "job failed; retrying"
+            job = id,
+            tube,
+            task,
+            attempt,
+            outcome = outcome_word,
+            delay,
+            ms,
+            fuel,
+            instance_jobs,
+            reason = reason.as_deref().unwrap_or(""),
+            budget,
+            refused,
+            "job failed; retrying"
         ),
         Some(Action::Bury) | None => tracing::error!(
-            job = id, tube, task, attempt, outcome = outcome_word, ms, fuel, instance_jobs,
-            reason = reason.as_deref().unwrap_or(""), budget, reply, refused, "job failed"
+            job = id,
+            tube,
+            task,
+            attempt,
+            outcome = outcome_word,
+            ms,
+            fuel,
+            instance_jobs,
+            reason = reason.as_deref().unwrap_or(""),
+            budget,
+            reply,
+            refused,
+            "job failed"
         ),
     }
 }

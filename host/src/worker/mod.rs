@@ -18,8 +18,8 @@ mod guest;
 mod job;
 mod puts;
 mod reply;
-pub mod settle;
 mod services;
+pub mod settle;
 mod slot;
 
 use std::collections::HashMap;
@@ -263,4 +263,3 @@ pub(crate) async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
     // means the sender is gone (the process is ending): treat as reached.
     let _ = phase.wait_for(|p| *p >= at).await;
 }
-

@@ -208,7 +208,10 @@ mod tests {
     #[test]
     fn follow_ups_that_cannot_be_put_are_retried_like_a_failure() {
         let lost = Failure::FollowUps("DRAINING".into());
-        assert_eq!(decide(Some(&lost), 1, &POLICY), Action::Release { delay: 1 });
+        assert_eq!(
+            decide(Some(&lost), 1, &POLICY),
+            Action::Release { delay: 1 }
+        );
         assert_eq!(decide(Some(&lost), 3, &POLICY), Action::Bury);
     }
 
@@ -244,7 +247,10 @@ mod tests {
             Failure::BadEnvelope(EnvelopeError::MissingTask).kind(),
             "bad-envelope"
         );
-        assert_eq!(Failure::FollowUps(String::new()).kind(), "follow-ups-failed");
+        assert_eq!(
+            Failure::FollowUps(String::new()).kind(),
+            "follow-ups-failed"
+        );
         assert_eq!(Failure::Call(guest()).kind(), "guest-error");
     }
 }

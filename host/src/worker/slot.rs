@@ -46,7 +46,6 @@ impl SlotContext {
     }
 }
 
-
 /// Seconds a reserve waits before the slot looks at its tubes again.
 const RESERVE_WAIT_SECS: u32 = 1;
 
@@ -154,7 +153,11 @@ pub(super) async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Rece
                     // This connection still holds a reserved job it has
                     // not settled (never meant to happen): closing it hands
                     // that job back, rather than spinning on the reply.
-                    tracing::warn!(tenant, slot = n, "a job reserved by this slot is near its TTR; reconnecting to hand it back");
+                    tracing::warn!(
+                        tenant,
+                        slot = n,
+                        "a job reserved by this slot is near its TTR; reconnecting to hand it back"
+                    );
                     continue 'connect;
                 }
                 Err(e) => {
@@ -179,4 +182,3 @@ pub(super) async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Rece
         }
     }
 }
-
