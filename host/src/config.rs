@@ -16,6 +16,7 @@
 //! backoff_max_secs = 3600
 //! concurrency = 1          # a tenant's share of the worker: jobs at once
 //! reuse = 1                # jobs one instance may serve; 1: a fresh one per job
+//! max_module_mb = 64       # largest module file loaded, MiB; checked before reading
 //!
 //! [tenants.acme]
 //! modules = ["resize", "thumbs"]   # tube `resize` from resize.wasm, `thumbs` from thumbs.wasm
@@ -90,6 +91,8 @@ pub struct Tenant {
     /// Jobs one instance may serve, for every one of its modules: 1 = a
     /// fresh instance per job (the default).
     pub reuse: BTreeMap<String, u32>,
+    /// The largest module file of its modules that is loaded, in bytes.
+    pub max_module_bytes: u64,
 }
 
 impl Tenant {
@@ -160,6 +163,8 @@ pub struct Defaults {
     /// Jobs one instance may serve: 1 = a fresh instance per job (the
     /// default).
     pub reuse: u32,
+    /// The largest module file loaded, in bytes.
+    pub max_module_bytes: u64,
 }
 
 impl Default for Defaults {
@@ -171,6 +176,7 @@ impl Default for Defaults {
             backoff: Duration::from_secs(1),
             backoff_max: Duration::from_secs(3600),
             reuse: 1,
+            max_module_bytes: crate::sandbox::DEFAULT_MAX_MODULE_BYTES,
         }
     }
 }
@@ -238,10 +244,11 @@ impl Config {
     /// Bad TOML, an unknown key, a value of the wrong type, a tenant without
     /// modules, a module in two tenants, a tube served twice, a `tubes` or
     /// `reuse` entry for a module the tenant does not list, an invalid tube or
-    /// module name, a zero `concurrency`, `max_attempts`, `memory_mb` or
-    /// `reuse`, a timeout that is not positive, a dir that is missing or not a
-    /// directory, a guest path that is not absolute, a mode other than
-    /// `ro`/`rw`, or an env var name that is empty or holds `=`.
+    /// module name, a zero `concurrency`, `max_attempts`, `memory_mb`,
+    /// `reuse` or `max_module_mb`, a timeout that is not positive, a dir
+    /// that is missing or not a directory, a guest path that is not
+    /// absolute, a mode other than `ro`/`rw`, or an env var name that is
+    /// empty or holds `=`.
     pub fn parse(text: &str, file: &str, defaults: &Defaults) -> Result<Config, ConfigError> {
         let base = Path::new(file).parent().unwrap_or(Path::new(""));
         parse_in(text, file, base, defaults)
@@ -270,9 +277,23 @@ impl Config {
                 grants: Grants::default(),
                 put_tubes: PutTubes::Only(vec![name.clone()]),
                 reuse: BTreeMap::from([(name.clone(), defaults.reuse)]),
+                max_module_bytes: defaults.max_module_bytes,
             })
             .collect();
         Config { tenants }
+    }
+
+    /// The size limit of every module a tenant names (its
+    /// `max_module_mb`), for [`crate::registry::Registry::set_module_size_limits`].
+    pub fn module_size_limits(&self) -> HashMap<String, u64> {
+        self.tenants
+            .iter()
+            .flat_map(|t| {
+                t.routes
+                    .iter()
+                    .map(|r| (r.module.clone(), t.max_module_bytes))
+            })
+            .collect()
     }
 
     /// The tenant that runs `module`.
@@ -320,6 +341,7 @@ struct RawSettings {
     backoff_max_secs: Option<Spanned<f64>>,
     concurrency: Option<Spanned<usize>>,
     reuse: Option<Spanned<u32>>,
+    max_module_mb: Option<Spanned<u64>>,
 }
 
 /// `[tenants.<name>]`. The settings repeat [`RawSettings`]: serde's
@@ -341,6 +363,7 @@ struct RawTenant {
     backoff_max_secs: Option<Spanned<f64>>,
     concurrency: Option<Spanned<usize>>,
     reuse: Option<Spanned<RawReuse>>,
+    max_module_mb: Option<Spanned<u64>>,
 }
 
 impl RawTenant {
@@ -358,6 +381,7 @@ impl RawTenant {
                 RawReuse::All(n) => Some(Spanned::new(reuse.span(), *n)),
                 RawReuse::PerModule(_) => None,
             }),
+            max_module_mb: self.max_module_mb.clone(),
         }
     }
 }
@@ -560,6 +584,14 @@ fn overlay(
         }
         out.reuse = *n.get_ref();
     }
+    if let Some(mb) = &raw.max_module_mb {
+        out.max_module_bytes = match *mb.get_ref() {
+            0 => return Err(src.at(mb, key("max_module_mb"), "must be at least 1")),
+            n => n.checked_mul(1 << 20).ok_or_else(|| {
+                src.at(mb, key("max_module_mb"), format!("{n} MiB is too large"))
+            })?,
+        };
+    }
     Ok(out)
 }
 
@@ -710,6 +742,7 @@ fn check_tenant(
         grants,
         put_tubes,
         reuse,
+        max_module_bytes: settings.max_module_bytes,
     })
 }
 
@@ -1065,6 +1098,7 @@ backoff_secs = 0.5
 backoff_max_secs = 90
 concurrency = 3
 reuse = 2
+max_module_mb = 16
 
 [tenants.acme]
 modules = ["resize", "thumbs"]
@@ -1078,6 +1112,7 @@ output_bytes = 65536
 max_attempts = 5
 backoff_secs = 2
 backoff_max_secs = 60
+max_module_mb = 100
 put_tubes = ["results", "images"]
 env = {{ API_URL = "https://api.example", MODE = "fast" }}
 dirs = [
@@ -1142,6 +1177,7 @@ put_tubes = ["*"]
             acme.reuse,
             BTreeMap::from([("resize".into(), 2), ("thumbs".into(), 50)])
         );
+        assert_eq!(acme.max_module_bytes, 100 << 20);
         assert_eq!(
             acme.grants.env,
             [
@@ -1187,6 +1223,7 @@ put_tubes = ["*"]
         assert_eq!(globex.max_attempts, 4);
         assert_eq!(globex.backoff, Duration::from_millis(500));
         assert_eq!(globex.backoff_max, Duration::from_secs(90));
+        assert_eq!(globex.max_module_bytes, 16 << 20);
         assert_eq!(globex.grants, Grants::default());
         assert_eq!(globex.put_tubes, PutTubes::Only(vec!["report".into()]));
         assert!(!globex.put_tubes.allows("resize"));
@@ -1223,6 +1260,7 @@ put_tubes = ["*"]
             backoff: Duration::from_secs(4),
             backoff_max: Duration::from_secs(8),
             reuse: 5,
+            max_module_bytes: 3 << 20,
         };
         let config = Config::parse(
             "[tenants.a]\nmodules = [\"a\"]\nmax_attempts = 6\n",
@@ -1239,6 +1277,37 @@ put_tubes = ["*"]
             (flags.backoff, flags.backoff_max)
         );
         assert_eq!(a.jobs_per_instance("a"), 5);
+        assert_eq!(a.max_module_bytes, 3 << 20);
+    }
+
+    #[test]
+    fn max_module_mb_resolves_as_flag_then_defaults_then_tenant() {
+        let flags = Defaults {
+            max_module_bytes: 3 << 20,
+            ..Defaults::default()
+        };
+        let tenants = "[tenants.a]\nmodules = [\"x\", \"y\"]\nmax_module_mb = 8\n\
+                       [tenants.b]\nmodules = [\"z\"]\n";
+        let config = Config::parse(tenants, FILE, &flags).unwrap();
+        assert_eq!(config.tenants[0].max_module_bytes, 8 << 20);
+        assert_eq!(config.tenants[1].max_module_bytes, 3 << 20, "from the flag");
+        let config = Config::parse(
+            &format!("[defaults]\nmax_module_mb = 6\n{tenants}"),
+            FILE,
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(config.tenants[1].max_module_bytes, 6 << 20);
+        assert_eq!(
+            config.module_size_limits(),
+            HashMap::from([
+                ("x".into(), 8 << 20),
+                ("y".into(), 8 << 20),
+                ("z".into(), 6 << 20)
+            ])
+        );
+        let implicit = Config::implicit(&["x".into()], &flags);
+        assert_eq!(implicit.tenants[0].max_module_bytes, 3 << 20);
     }
 
     #[test]
@@ -1628,6 +1697,24 @@ put_tubes = ["*"]
             2,
             "defaults.reuse",
             "must be at least 1",
+        );
+        assert_error(
+            &format!("{tenant}max_module_mb = 0\n"),
+            3,
+            "tenants.a.max_module_mb",
+            "must be at least 1",
+        );
+        assert_error(
+            "[defaults]\nmax_module_mb = 0\n",
+            2,
+            "defaults.max_module_mb",
+            "must be at least 1",
+        );
+        assert_error(
+            &format!("{tenant}max_module_mb = {}\n", u64::MAX >> 10),
+            3,
+            "tenants.a.max_module_mb",
+            "too large",
         );
         assert_error(
             "[tenants.a]\nmodules = [\"x\", \"hello.py\"]\n[tenants.a.reuse]\nx = 2\n\"hello.py\" = 0\n",

@@ -123,6 +123,7 @@ pub async fn run(
             Some(()) = reload.recv() => match config.tenants.resolve(&registry) {
                 Ok(new) => {
                     tracing::info!("config reloaded");
+                    registry.set_module_size_limits(new.module_size_limits());
                     tenants = new;
                     apply(&config, &shared, &tenants, &mut groups, &mut retired);
                 }

@@ -399,12 +399,12 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
     };
 
     let mut first = Runner::start(&addr, &args, &[]);
-    first.wait_started().await;
+    first.wait_loaded("hello").await;
     assert_eq!(messages(&first), ["module compiled"]);
     first.kill();
 
     let mut second = Runner::start(&addr, &args, &[]);
-    second.wait_started().await;
+    second.wait_loaded("hello").await;
     assert_eq!(messages(&second), ["module loaded from cache"]);
     second.kill();
 
@@ -424,7 +424,7 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
     std::fs::write(&entries[0], &bytes).unwrap();
 
     let mut third = Runner::start(&addr, &args, &[]);
-    third.wait_started().await;
+    third.wait_loaded("hello").await;
     assert_eq!(messages(&third), ["cache entry corrupt; recompiled"]);
     let corrupt = third.events_starting("cache entry corrupt");
     assert_eq!(corrupt[0]["reason"], "checksum mismatch", "{}", corrupt[0]);

@@ -14,6 +14,7 @@ mod denial;
 mod deploy;
 mod javascript;
 mod limits;
+mod loading;
 mod put;
 mod python;
 mod python_worker;

@@ -1,0 +1,61 @@
+//! What the modules directory holds: each `*.wasm` file's module name and
+//! the fingerprint of its current version, found by `stat` alone.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What identifies one version of a file on disk: a rename of a new version
+/// into place changes the inode, an in-place copy the size or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Fingerprint {
+    pub(super) len: u64,
+    pub(super) modified: SystemTime,
+    pub(super) inode: u64,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self {
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            inode: meta.ino(),
+        }
+    }
+}
+
+/// One module file: where it is and which version it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub(super) path: PathBuf,
+    pub(super) fp: Fingerprint,
+}
+
+/// The regular `*.wasm` files of `dir` by module name (the file stem; a
+/// stem that is not UTF-8 is named lossily, which no valid name matches).
+pub(super) fn list(dir: &Path) -> std::io::Result<HashMap<String, Seen>> {
+    let mut on_disk = HashMap::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "wasm") {
+            continue;
+        }
+        let (Some(stem), Ok(meta)) = (path.file_stem(), std::fs::metadata(&path)) else {
+            continue;
+        };
+        if meta.is_file() {
+            let name = stem.to_string_lossy().into_owned();
+            let fp = Fingerprint::of(&meta);
+            on_disk.insert(name, Seen { path, fp });
+        }
+    }
+    Ok(on_disk)
+}
+
+/// The version of module `name` on disk now, if there is one. `name` must
+/// be a valid module name (no `/`): the caller checks.
+pub(super) fn stat(dir: &Path, name: &str) -> Option<Fingerprint> {
+    let meta = std::fs::metadata(dir.join(format!("{name}.wasm"))).ok()?;
+    meta.is_file().then(|| Fingerprint::of(&meta))
+}
