@@ -587,9 +587,9 @@ fn overlay(
     if let Some(mb) = &raw.max_module_mb {
         out.max_module_bytes = match *mb.get_ref() {
             0 => return Err(src.at(mb, key("max_module_mb"), "must be at least 1")),
-            n => n.checked_mul(1 << 20).ok_or_else(|| {
-                src.at(mb, key("max_module_mb"), format!("{n} MiB is too large"))
-            })?,
+            n => n
+                .checked_mul(1 << 20)
+                .ok_or_else(|| src.at(mb, key("max_module_mb"), format!("{n} MiB is too large")))?,
         };
     }
     Ok(out)

@@ -63,7 +63,10 @@ fn hello_padded(len: usize) -> Vec<u8> {
     // Section: id 0, size (LEB128, padded to 5 bytes), name length, name,
     // payload.
     let overhead = 1 + 5 + 1 + name.len();
-    assert!(len >= bytes.len() + overhead, "{len} is too small to pad to");
+    assert!(
+        len >= bytes.len() + overhead,
+        "{len} is too small to pad to"
+    );
     let payload = len - bytes.len() - overhead;
     let size = u32::try_from(1 + name.len() + payload).unwrap();
     bytes.push(0);
@@ -87,7 +90,11 @@ async fn a_3_gb_sparse_module_is_refused_unread_once_and_costs_no_memory() {
         .unwrap()
         .set_len(3 << 30)
         .unwrap();
-    let mut worker = Runner::start(&addr, &[&["--modules", modules.as_str()], FAST_RESCAN].concat(), &[]);
+    let mut worker = Runner::start(
+        &addr,
+        &[&["--modules", modules.as_str()], FAST_RESCAN].concat(),
+        &[],
+    );
     let refused = worker
         .wait_event("module refused", Duration::from_secs(20))
         .await;
@@ -122,7 +129,14 @@ async fn modules_up_to_their_limit_load_one_byte_over_is_refused() {
         "[tenants.a]\nmodules = [\"fits\", \"over\"]\n\n\
          [tenants.b]\nmodules = [\"roomy\"]\nmax_module_mb = 2\n",
     );
-    let args = ["--modules", modules.as_str(), "--config", &config, "--max-module-mb", "1"];
+    let args = [
+        "--modules",
+        modules.as_str(),
+        "--config",
+        &config,
+        "--max-module-mb",
+        "1",
+    ];
     let mut worker = Runner::start(&addr, &[&args[..], FAST_RESCAN].concat(), &[]);
     let refused = worker
         .wait_event("module refused", Duration::from_secs(20))
@@ -156,9 +170,19 @@ async fn modules_up_to_their_limit_load_one_byte_over_is_refused() {
             && line.contains("1 MiB"),
         "{line}"
     );
-    let output = support::runner_call(&over, "task_one", &abc().to_string(), &["--max-module-mb", "1"]);
+    let output = support::runner_call(
+        &over,
+        "task_one",
+        &abc().to_string(),
+        &["--max-module-mb", "1"],
+    );
     support::assert_exit(&output, 2);
-    let output = support::runner_call(&over, "task_one", &abc().to_string(), &["--max-module-mb", "2"]);
+    let output = support::runner_call(
+        &over,
+        "task_one",
+        &abc().to_string(),
+        &["--max-module-mb", "2"],
+    );
     support::assert_exit(&output, 0);
 }
 
@@ -168,23 +192,37 @@ async fn a_file_name_that_cannot_be_a_tube_is_refused_once_and_others_serve() {
     let addr = server.addr();
     let modules = Modules::with(&["hello"]);
     modules.copy("hello", "bad name");
-    let mut worker = Runner::start(&addr, &[&["--modules", modules.as_str()], FAST_RESCAN].concat(), &[]);
+    let mut worker = Runner::start(
+        &addr,
+        &[&["--modules", modules.as_str()], FAST_RESCAN].concat(),
+        &[],
+    );
     let refused = worker
         .wait_event("module refused", Duration::from_secs(20))
         .await;
     assert_eq!(refused["module"], "bad name", "{refused}");
     assert!(
-        refused["reason"].as_str().unwrap().contains("not a valid tube name"),
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid tube name"),
         "{refused}"
     );
     job_done(&addr, "hello").await;
     several_rescans().await;
-    assert_eq!(module_events(&worker, "module refused", "bad name").len(), 1);
+    assert_eq!(
+        module_events(&worker, "module refused", "bad name").len(),
+        1
+    );
     // Never served: no slot tried (and failed) to watch its tube.
     let reconnects: Vec<Value> = worker
         .events()
         .into_iter()
-        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains("beanstalkd")))
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("beanstalkd"))
+        })
         .collect();
     assert!(reconnects.is_empty(), "{reconnects:?}");
 }
@@ -225,7 +263,12 @@ async fn compiling_a_huge_component_gives_its_memory_back() {
     let modules = Modules::with(&["hello"]);
     let cache = TempDir::new("huge-cache");
     let cache_dir = cache.path().join("cache");
-    let args = ["--modules", modules.as_str(), "--cache-dir", cache_dir.to_str().unwrap()];
+    let args = [
+        "--modules",
+        modules.as_str(),
+        "--cache-dir",
+        cache_dir.to_str().unwrap(),
+    ];
     let huge = huge_component(150_000);
 
     let mut worker = Runner::start(&addr, &args, &[]);
@@ -233,7 +276,11 @@ async fn compiling_a_huge_component_gives_its_memory_back() {
     let before = rss(worker.pid());
     modules.deploy("huge", &huge);
     // A debug build of the runner on a busy machine takes minutes.
-    worker.wait_event_where("module loaded", Duration::from_secs(600), |e| e["module"] == "huge").await;
+    worker
+        .wait_event_where("module loaded", Duration::from_secs(600), |e| {
+            e["module"] == "huge"
+        })
+        .await;
     job_done(&addr, "hello").await;
     let compiled = rss(worker.pid());
     worker.kill();
@@ -274,7 +321,10 @@ async fn at_start_a_quick_module_serves_while_a_slow_one_compiles() {
         .wait_event("compiling module", Duration::from_secs(20))
         .await;
     assert_eq!(compiling["module"], "hello", "smallest first: {compiling}");
-    assert!(compiling["bytes"].as_u64().is_some_and(|b| b > 0), "{compiling}");
+    assert!(
+        compiling["bytes"].as_u64().is_some_and(|b| b > 0),
+        "{compiling}"
+    );
     // The slow one still comes, with its compile time.
     let live = worker
         .wait_event_where("module loaded", Duration::from_secs(300), |e| {

@@ -104,7 +104,8 @@ pub(super) fn plan(
         }
         let limit = limits.of(name);
         if !valid_name(name) {
-            plan.refuse.push((name.clone(), seen.clone(), Refusal::Name));
+            plan.refuse
+                .push((name.clone(), seen.clone(), Refusal::Name));
         } else if seen.fp.len > limit {
             let size = seen.fp.len;
             let refusal = Refusal::Size { size, limit };
@@ -216,7 +217,8 @@ mod tests {
             seen("new", fp(11, 3)),
         ]
         .into();
-        let live: HashMap<_, _> = [("live".to_string(), fp(10, 1)), ("new".into(), fp(10, 9))].into();
+        let live: HashMap<_, _> =
+            [("live".to_string(), fp(10, 1)), ("new".into(), fp(10, 9))].into();
         let failed: HashMap<_, _> = [("failed".to_string(), fp(10, 2))].into();
         let p = plan(&on_disk, &live, &failed, &limits(100), later(5), SETTLE);
         let names: Vec<&str> = p.load.iter().map(|(n, _)| n.as_str()).collect();
@@ -236,7 +238,14 @@ mod tests {
         .into();
         let mut limits = limits(100);
         limits.per_module.insert("own".into(), 200);
-        let p = plan(&on_disk, &HashMap::new(), &HashMap::new(), &limits, later(5), SETTLE);
+        let p = plan(
+            &on_disk,
+            &HashMap::new(),
+            &HashMap::new(),
+            &limits,
+            later(5),
+            SETTLE,
+        );
         let refused: Vec<(&str, &Refusal)> =
             p.refuse.iter().map(|(n, _, r)| (n.as_str(), r)).collect();
         assert_eq!(
@@ -244,7 +253,13 @@ mod tests {
             [
                 ("-dash", &Refusal::Name),
                 ("bad name", &Refusal::Name),
-                ("big", &Refusal::Size { size: 101, limit: 100 }),
+                (
+                    "big",
+                    &Refusal::Size {
+                        size: 101,
+                        limit: 100
+                    }
+                ),
             ]
         );
         let names: Vec<&str> = p.load.iter().map(|(n, _)| n.as_str()).collect();
@@ -254,8 +269,19 @@ mod tests {
     #[test]
     fn removed_files_are_gone() {
         let on_disk: HashMap<_, _> = [seen("kept", fp(10, 1))].into();
-        let live: HashMap<_, _> = [("kept".to_string(), fp(10, 1)), ("removed".into(), fp(10, 2))].into();
-        let p = plan(&on_disk, &live, &HashMap::new(), &limits(100), later(5), SETTLE);
+        let live: HashMap<_, _> = [
+            ("kept".to_string(), fp(10, 1)),
+            ("removed".into(), fp(10, 2)),
+        ]
+        .into();
+        let p = plan(
+            &on_disk,
+            &live,
+            &HashMap::new(),
+            &limits(100),
+            later(5),
+            SETTLE,
+        );
         assert_eq!(p.gone, ["removed"]);
         assert!(p.load.is_empty());
     }
@@ -286,6 +312,9 @@ mod tests {
             limit: 64 << 20,
         }
         .to_string();
-        assert!(size.contains("3221225472") && size.contains("64 MiB"), "{size}");
+        assert!(
+            size.contains("3221225472") && size.contains("64 MiB"),
+            "{size}"
+        );
     }
 }

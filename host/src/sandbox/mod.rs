@@ -33,11 +33,11 @@ pub use host::{
     AttemptCell, JobInfo, Level, PutError, PutOptions, PutRequest, Services, SharedServices,
     Standalone,
 };
-pub use read::{DEFAULT_MAX_MODULE_BYTES, read_module, release_freed_memory, resident_bytes};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES, DEFAULT_TABLE_ELEMENTS,
     DEFAULT_TIMEOUT, Limits,
 };
+pub use read::{DEFAULT_MAX_MODULE_BYTES, read_module, release_freed_memory, resident_bytes};
 
 use capture::Capture;
 use limits::Limiter;

@@ -95,10 +95,8 @@ mod tests {
     use super::*;
 
     fn temp_file(name: &str, len: u64) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "beanbox-read-unit-{}-{name}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("beanbox-read-unit-{}-{name}", std::process::id()));
         let file = File::create(&path).unwrap();
         file.set_len(len).unwrap();
         path
