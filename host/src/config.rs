@@ -20,6 +20,7 @@
 //!
 //! [tenants.acme]
 //! modules = ["resize", "thumbs"]   # tube `resize` from resize.wasm, `thumbs` from thumbs.wasm
+//! dir = "/srv/acme/modules"        # where its modules are deployed; default: --modules
 //! tubes = { images = "resize" }    # more tubes for one of its modules
 //! concurrency = 2
 //! memory_mb = 128
@@ -36,9 +37,10 @@
 //! ```
 //!
 //! A tenant takes every key of `[defaults]` plus `modules` (required),
+//! `dir` (its own modules directory; default: the worker's `--modules`),
 //! `tubes`, `put_tubes` (default: its own tubes), `env` and `dirs` (default:
-//! none; a dir's `mode` defaults to `ro`, a relative `host` is relative to
-//! the file's directory). Its `reuse` may also be a table of module =
+//! none; a dir's `mode` defaults to `ro`; a relative `dir` or `host` is
+//! relative to the file's directory). Its `reuse` may also be a table of module =
 //! integer; the modules it does not name keep the inherited value. Settings
 //! resolve as flag, then `[defaults]`, then the tenant. A module belongs to
 //! one tenant and a tube to one module.
@@ -93,6 +95,9 @@ pub struct Tenant {
     pub reuse: BTreeMap<String, u32>,
     /// The largest module file of its modules that is loaded, in bytes.
     pub max_module_bytes: u64,
+    /// Where its module files are (`<dir>/<module>.wasm`); `None`: the
+    /// worker's `--modules` directory.
+    pub modules_dir: Option<PathBuf>,
 }
 
 impl Tenant {
@@ -278,6 +283,7 @@ impl Config {
                 put_tubes: PutTubes::Only(vec![name.clone()]),
                 reuse: BTreeMap::from([(name.clone(), defaults.reuse)]),
                 max_module_bytes: defaults.max_module_bytes,
+                modules_dir: None,
             })
             .collect();
         Config { tenants }
@@ -293,6 +299,15 @@ impl Config {
                     .iter()
                     .map(|r| (r.module.clone(), t.max_module_bytes))
             })
+            .collect()
+    }
+
+    /// The directory of every module whose tenant has its own `dir`.
+    pub fn module_dirs(&self) -> HashMap<String, PathBuf> {
+        self.tenants
+            .iter()
+            .filter_map(|t| t.modules_dir.as_ref().map(|dir| (t, dir)))
+            .flat_map(|(t, dir)| t.routes.iter().map(|r| (r.module.clone(), dir.clone())))
             .collect()
     }
 
@@ -350,6 +365,7 @@ struct RawSettings {
 #[serde(deny_unknown_fields)]
 struct RawTenant {
     modules: Option<Spanned<Vec<Spanned<String>>>>,
+    dir: Option<Spanned<String>>,
     tubes: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     put_tubes: Option<Vec<Spanned<String>>>,
     env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
@@ -730,6 +746,10 @@ fn check_tenant(
         dirs: check_dirs(src, &prefix, base, raw.dirs.as_deref())?,
     };
     let reuse = check_reuse(src, &prefix, modules, settings.reuse, raw.reuse.as_ref())?;
+    let modules_dir = match &raw.dir {
+        None => None,
+        Some(dir) => Some(host_dir(base, dir.get_ref()).map_err(|m| src.at(dir, key("dir"), m))?),
+    };
 
     Ok(Tenant {
         name: tenant.clone(),
@@ -743,6 +763,7 @@ fn check_tenant(
         put_tubes,
         reuse,
         max_module_bytes: settings.max_module_bytes,
+        modules_dir,
     })
 }
 
@@ -1224,6 +1245,7 @@ put_tubes = ["*"]
         assert_eq!(globex.backoff, Duration::from_millis(500));
         assert_eq!(globex.backoff_max, Duration::from_secs(90));
         assert_eq!(globex.max_module_bytes, 16 << 20);
+        assert_eq!(globex.modules_dir, None);
         assert_eq!(globex.grants, Grants::default());
         assert_eq!(globex.put_tubes, PutTubes::Only(vec!["report".into()]));
         assert!(!globex.put_tubes.allows("resize"));
@@ -1278,6 +1300,35 @@ put_tubes = ["*"]
         );
         assert_eq!(a.jobs_per_instance("a"), 5);
         assert_eq!(a.max_module_bytes, 3 << 20);
+    }
+
+    #[test]
+    fn a_tenant_dir_holds_its_modules_relative_to_the_file() {
+        let file = format!("{MANIFEST_DIR}/tenants.toml");
+        let text = "[tenants.a]\nmodules = [\"x\", \"y\"]\ndir = \"src\"\n\
+                    [tenants.b]\nmodules = [\"z\"]\n";
+        let config = Config::parse(text, &file, &Defaults::default()).unwrap();
+        let src = Path::new(MANIFEST_DIR).join("src");
+        assert_eq!(
+            config.tenants[0].modules_dir.as_deref(),
+            Some(src.as_path())
+        );
+        assert_eq!(
+            config.module_dirs(),
+            HashMap::from([("x".into(), src.clone()), ("y".into(), src)])
+        );
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\"]\ndir = \"/nonexistent/beanbox\"\n",
+            3,
+            "tenants.a.dir",
+            "/nonexistent/beanbox does not exist",
+        );
+        assert_error(
+            "[defaults]\ndir = \"/tmp\"\n",
+            2,
+            "defaults.dir",
+            "unknown key `dir`",
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! a periodic rescan as backstop), compiled off the job path, one at a time
 //! and smallest first, and swapped in atomically; a file that does not load
 //! leaves the previous version serving. Files whose name cannot be a tube,
-//! or larger than the size limit, are refused without being read.
+//! or larger than the size limit, are refused without being read. A module
+//! whose tenant has a `dir` of its own is looked for there instead.
 //!
 //! - [`disk`] lists the directory and fingerprints file versions by `stat`.
 //! - [`plan`] decides what a scan does, and whether a module is pending.
@@ -11,13 +12,14 @@
 mod disk;
 mod plan;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::config::Config;
 use crate::sandbox::{CodeCache, LoadError, Module, Sandbox};
 use disk::{Fingerprint, Seen};
 use plan::{Refusal, SizeLimits};
@@ -35,11 +37,15 @@ struct State {
 }
 
 struct Inner {
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     sandbox: Sandbox,
     cache: Option<CodeCache>,
     state: RwLock<State>,
     limits: RwLock<SizeLimits>,
+    /// Modules whose tenant has a directory of its own.
+    own_dirs: RwLock<HashMap<String, PathBuf>>,
+    /// The inotify watcher, once started, and the directories it watches.
+    watching: Mutex<Option<(notify::RecommendedWatcher, HashSet<PathBuf>)>>,
     generation: watch::Sender<u64>,
 }
 
@@ -87,14 +93,24 @@ impl Registry {
                 cache,
                 state: RwLock::new(State::default()),
                 limits: RwLock::new(limits),
+                own_dirs: RwLock::new(HashMap::new()),
+                watching: Mutex::new(None),
                 generation: watch::Sender::new(0),
             }),
         })
     }
 
-    /// The directory the modules come from.
+    /// The directory the modules come from, unless their tenant has its own.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The file module `name` is loaded from.
+    pub fn file_of(&self, name: &str) -> PathBuf {
+        let own = self.inner.own_dirs.read().expect("registry lock poisoned");
+        own.get(name)
+            .map_or(self.inner.dir.as_path(), PathBuf::as_path)
+            .join(format!("{name}.wasm"))
     }
 
     /// The current version of module `name`, if it is loaded.
@@ -125,7 +141,11 @@ impl Registry {
         if !plan::valid_name(name) {
             return false;
         }
-        let on_disk = disk::stat(&self.inner.dir, name);
+        let on_disk = self.file_of(name);
+        let on_disk = on_disk
+            .parent()
+            .and_then(|dir| disk::stat(dir, name))
+            .map(|seen| seen.fp);
         let limit = self.limits().of(name);
         let state = self.inner.state.read().expect("registry lock poisoned");
         plan::pending(
@@ -134,6 +154,27 @@ impl Registry {
             state.failed.get(name).map(|(fp, _)| *fp),
             limit,
         )
+    }
+
+    /// Applies what the tenants say about loading: each module's size limit
+    /// and directory ([`Registry::set_module_size_limits`],
+    /// [`Registry::set_module_dirs`]).
+    pub fn configure(&self, config: &Config) {
+        self.set_module_size_limits(config.module_size_limits());
+        self.set_module_dirs(config.module_dirs());
+    }
+
+    /// Takes the modules named in `own` from their own directory (their
+    /// tenant's `dir`) instead of the registry's, from the next scan on,
+    /// and watches those directories.
+    pub fn set_module_dirs(&self, own: HashMap<String, PathBuf>) {
+        let mut dirs = self.inner.own_dirs.write().expect("registry lock poisoned");
+        if *dirs == own {
+            return;
+        }
+        *dirs = own;
+        drop(dirs);
+        self.watch_dirs();
     }
 
     /// Sets the size limit of the modules named in `per_module` (a tenant's
@@ -168,7 +209,13 @@ impl Registry {
     /// scan again soon).
     pub fn rescan(&self, settle: Duration) -> bool {
         let dir = &self.inner.dir;
-        let on_disk = match disk::list(dir) {
+        let own_dirs = self
+            .inner
+            .own_dirs
+            .read()
+            .expect("registry lock poisoned")
+            .clone();
+        let on_disk = match disk::scan(dir, &own_dirs) {
             Ok(on_disk) => on_disk,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot scan the modules directory");
@@ -269,27 +316,21 @@ impl Registry {
     /// on a job's thread.
     pub fn spawn_watcher(&self, every: Duration) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let watcher = {
-            use notify::Watcher as _;
-            let tx = tx.clone();
-            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-                let _ = tx.send(());
-            })
-            .and_then(|mut w| {
-                w.watch(&self.inner.dir, notify::RecursiveMode::NonRecursive)
-                    .map(|()| w)
-            })
-        };
-        let watcher = match watcher {
-            Ok(w) => Some(w),
+        let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        });
+        match watcher {
+            Ok(w) => {
+                *self.inner.watching.lock().expect("registry lock poisoned") =
+                    Some((w, HashSet::new()));
+                self.watch_dirs();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, every = ?every, "cannot watch the modules directory; rescanning periodically only");
-                None
             }
-        };
+        }
         let registry = self.clone();
         tokio::spawn(async move {
-            let _watcher = watcher; // dropping it stops the notifications
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut retry_soon = false;
@@ -309,6 +350,44 @@ impl Registry {
                     .unwrap_or(true);
             }
         });
+    }
+}
+
+impl Registry {
+    /// Makes the watcher (once started) watch exactly the registry's
+    /// directory and the modules' own ones.
+    fn watch_dirs(&self) {
+        use notify::Watcher as _;
+        let mut wanted: HashSet<PathBuf> = self
+            .inner
+            .own_dirs
+            .read()
+            .expect("registry lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        wanted.insert(self.inner.dir.clone());
+        let mut watching = self.inner.watching.lock().expect("registry lock poisoned");
+        let Some((watcher, watched)) = watching.as_mut() else {
+            return;
+        };
+        for dir in watched.difference(&wanted) {
+            let _ = watcher.unwatch(dir);
+        }
+        watched.retain(|dir| wanted.contains(dir));
+        for dir in wanted {
+            if watched.contains(&dir) {
+                continue;
+            }
+            match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    watched.insert(dir);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a modules directory; rescanning it periodically only");
+                }
+            }
+        }
     }
 }
 

@@ -123,7 +123,7 @@ pub async fn run(
             Some(()) = reload.recv() => match config.tenants.resolve(&registry) {
                 Ok(new) => {
                     tracing::info!("config reloaded");
-                    registry.set_module_size_limits(new.module_size_limits());
+                    registry.configure(&new);
                     tenants = new;
                     apply(&config, &shared, &tenants, &mut groups, &mut retired);
                 }
@@ -358,13 +358,7 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
                     .tenant
                     .routes
                     .iter()
-                    .map(|r| {
-                        ctx.registry
-                            .dir()
-                            .join(format!("{}.wasm", r.module))
-                            .display()
-                            .to_string()
-                    })
+                    .map(|r| ctx.registry.file_of(&r.module).display().to_string())
                     .collect();
                 tracing::warn!(
                     tenant,

@@ -14,9 +14,9 @@ use beanbox_queue::Producer;
 use beanbox_queue::testing::Beanstalkd;
 use serde_json::Value;
 
-use crate::deploy_support::{Modules, Runner, hello_version, write_config};
+use crate::deploy_support::{Modules, Runner, hello_version, version_marker, write_config};
 use crate::support;
-use crate::worker_support::{TempDir, abc, connect, put, wait_deleted};
+use crate::worker_support::{Replies, TempDir, abc, connect, ok, put, wait_deleted};
 
 /// Rescans every 0.2 s: a refusal logged on every scan would show many times.
 const FAST_RESCAN: &[&str] = &["--rescan", "0.2"];
@@ -397,4 +397,95 @@ fn too_big_and_badly_named_files_are_never_pending() {
     assert!(registry.pending("big"));
     registry.rescan(Duration::ZERO);
     assert_eq!(registry.names(), ["big", "hello"]);
+}
+
+// ---- a tenant's own modules directory ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_with_its_own_dir_is_served_and_deployed_from_there_only() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    // The shared directory holds a hello of another version: not acme's.
+    let shared = Modules::with(&["showcase"]);
+    shared.deploy("hello", &hello_version(1));
+    let acme = Modules::with(&[]);
+    acme.deploy("hello", &hello_version(2));
+    let dir = TempDir::new("loading-config");
+    let config = write_config(
+        &dir,
+        &format!(
+            "[tenants.acme]\nmodules = [\"hello\"]\ndir = \"{}\"\n\n\
+             [tenants.other]\nmodules = [\"showcase\"]\n",
+            acme.as_str()
+        ),
+    );
+    let mut worker = Runner::start(
+        &addr,
+        &["--modules", shared.as_str(), "--config", &config],
+        &[],
+    );
+    let loaded = worker.wait_loaded("hello").await;
+    assert_eq!(
+        loaded["path"],
+        acme.file("hello").display().to_string(),
+        "{loaded}"
+    );
+    let mut replies = Replies::watch(&addr, "own-dir-replies").await;
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    let version = async |producer: &mut Producer, replies: &mut Replies| {
+        put(
+            producer,
+            "hello",
+            "version",
+            serde_json::json!({}),
+            Some("own-dir-replies"),
+        )
+        .await;
+        ok(&replies.next(Duration::from_secs(20)).await).clone()
+    };
+    assert_eq!(
+        version(&mut producer, &mut replies).await,
+        version_marker(2)
+    );
+
+    // Deployed into its own directory: noticed and served.
+    acme.deploy("hello", &hello_version(3));
+    worker
+        .wait_event("module replaced", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        version(&mut producer, &mut replies).await,
+        version_marker(3)
+    );
+    // A change in the shared directory does nothing to acme's module, and
+    // the other tenant's module comes from there.
+    shared.deploy("hello", &hello_version(4));
+    worker.wait_loaded("showcase").await;
+    several_rescans().await;
+    assert_eq!(
+        version(&mut producer, &mut replies).await,
+        version_marker(3)
+    );
+    assert_eq!(worker.events_starting("module replaced").len(), 1);
+}
+
+#[test]
+fn a_module_with_its_own_dir_is_pending_and_loaded_from_there() {
+    let shared = Modules::with(&["hello"]);
+    let own = Modules::with(&[]);
+    let registry = registry(&shared);
+    registry.set_module_dirs([("hello".to_string(), own.path().to_path_buf())].into());
+    assert_eq!(registry.file_of("hello"), own.file("hello"));
+    assert!(!registry.pending("hello"), "not in its own dir yet");
+    registry.rescan(Duration::ZERO);
+    assert_eq!(
+        registry.names(),
+        Vec::<String>::new(),
+        "the shared copy is not it"
+    );
+    own.deploy("hello", &hello_version(2));
+    assert!(registry.pending("hello"));
+    registry.rescan(Duration::ZERO);
+    assert_eq!(registry.names(), ["hello"]);
+    assert!(!registry.pending("hello"));
 }

@@ -170,7 +170,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         // A bad config is refused at start, naming file, line and key,
         // before any module is compiled.
         let config = tenants.resolve(&registry)?;
-        registry.set_module_size_limits(config.module_size_limits());
+        registry.configure(&config);
         // Modules load in the background, smallest first; each one's tubes
         // are served as soon as it is loaded.
         registry.spawn_watcher(rescan);

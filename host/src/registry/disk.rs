@@ -53,9 +53,31 @@ pub(super) fn list(dir: &Path) -> std::io::Result<HashMap<String, Seen>> {
     Ok(on_disk)
 }
 
-/// The version of module `name` on disk now, if there is one. `name` must
+/// The version of module `name` in `dir` now, if there is one. `name` must
 /// be a valid module name (no `/`): the caller checks.
-pub(super) fn stat(dir: &Path, name: &str) -> Option<Fingerprint> {
-    let meta = std::fs::metadata(dir.join(format!("{name}.wasm"))).ok()?;
-    meta.is_file().then(|| Fingerprint::of(&meta))
+pub(super) fn stat(dir: &Path, name: &str) -> Option<Seen> {
+    let path = dir.join(format!("{name}.wasm"));
+    let meta = std::fs::metadata(&path).ok()?;
+    meta.is_file().then(|| Seen {
+        fp: Fingerprint::of(&meta),
+        path,
+    })
+}
+
+/// Every module file: those of `dir`, except the modules that have a
+/// directory of their own in `own` (their tenant's `dir`), which are looked
+/// for there and nowhere else; other files in those directories are not
+/// modules of this worker.
+pub(super) fn scan(
+    dir: &Path,
+    own: &HashMap<String, PathBuf>,
+) -> std::io::Result<HashMap<String, Seen>> {
+    let mut on_disk = list(dir)?;
+    on_disk.retain(|name, _| !own.contains_key(name));
+    for (name, own_dir) in own {
+        if let Some(seen) = stat(own_dir, name) {
+            on_disk.insert(name.clone(), seen);
+        }
+    }
+    Ok(on_disk)
 }
