@@ -352,8 +352,15 @@ async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Receiver<Phase>
     'connect: while *phase.borrow() == Phase::Running {
         let tubes = ctx.active_tubes();
         if tubes.is_empty() {
-            // Nothing to serve until a module arrives.
-            if n == 0 {
+            // Nothing to serve until a module arrives. (One on its way, at
+            // start or deployed, is not worth a warning: the registry logs
+            // its compile, and its failure.)
+            let on_its_way = ctx
+                .tenant
+                .routes
+                .iter()
+                .any(|r| ctx.registry.pending(&r.module));
+            if n == 0 && !on_its_way {
                 let expected: Vec<String> = ctx
                     .tenant
                     .routes

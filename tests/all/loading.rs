@@ -467,6 +467,9 @@ async fn a_tenant_with_its_own_dir_is_served_and_deployed_from_there_only() {
         version_marker(3)
     );
     assert_eq!(worker.events_starting("module replaced").len(), 1);
+    // Modules compiling at start are no reason to warn.
+    let waiting = worker.events_starting("waiting for modules");
+    assert!(waiting.is_empty(), "{waiting:?}");
 }
 
 #[test]
