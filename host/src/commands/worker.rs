@@ -89,11 +89,12 @@ Examples:
 
 Hot deploy: copy a new version next to the old one and rename it into place
 (`cp new.wasm modules/.hello.tmp && mv modules/.hello.tmp modules/hello.wasm`):
-the next job runs it; running jobs finish on the old one; a file that fails
-to load leaves the old version serving. At start each module serves as soon
-as it has compiled, smallest first. Module files over --max-module-mb, or
-whose name cannot be a tube, are refused with one log line. Removing a module stops its tubes;
-their jobs stay queued until it returns. SIGHUP reloads --config.
+new jobs run it once it has compiled; running jobs finish on the old one; a
+file that fails to load leaves the old version serving. At start each module
+serves as soon as it has compiled, smallest first. Module files over
+--max-module-mb, or whose name cannot be a tube, are refused unread with one
+log line. Removing a module stops its tubes; their jobs stay queued until it
+returns. SIGHUP reloads --config.
 
 Failure policy: success deletes the job (and replies to `reply_to`); a guest
 error, trap or timeout is released with backoff until --max-attempts, then
