@@ -17,9 +17,11 @@
 //! concurrency = 1          # a tenant's share of the worker: jobs at once
 //! reuse = 1                # jobs one instance may serve; 1: a fresh one per job
 //! max_puts = 100           # follow-up jobs one job may put (sent if it succeeds)
+//! max_module_mb = 64       # largest module file loaded, MiB; checked before reading
 //!
 //! [tenants.acme]
 //! modules = ["resize", "thumbs"]   # tube `resize` from resize.wasm, `thumbs` from thumbs.wasm
+//! dir = "/srv/acme/modules"        # where its modules are deployed; default: --modules
 //! tubes = { images = "resize" }    # more tubes for one of its modules
 //! concurrency = 2
 //! memory_mb = 128
@@ -36,9 +38,10 @@
 //! ```
 //!
 //! A tenant takes every key of `[defaults]` plus `modules` (required),
+//! `dir` (its own modules directory; default: the worker's `--modules`),
 //! `tubes`, `put_tubes` (default: its own tubes), `env` and `dirs` (default:
-//! none; a dir's `mode` defaults to `ro`, a relative `host` is relative to
-//! the file's directory). Its `reuse` may also be a table of module =
+//! none; a dir's `mode` defaults to `ro`; a relative `dir` or `host` is
+//! relative to the file's directory). Its `reuse` may also be a table of module =
 //! integer; the modules it does not name keep the inherited value. Settings
 //! resolve as flag, then `[defaults]`, then the tenant. A module belongs to
 //! one tenant and a tube to one module.
@@ -91,6 +94,11 @@ pub struct Tenant {
     /// Jobs one instance may serve, for every one of its modules: 1 = a
     /// fresh instance per job (the default).
     pub reuse: BTreeMap<String, u32>,
+    /// The largest module file of its modules that is loaded, in bytes.
+    pub max_module_bytes: u64,
+    /// Where its module files are (`<dir>/<module>.wasm`); `None`: the
+    /// worker's `--modules` directory.
+    pub modules_dir: Option<PathBuf>,
 }
 
 impl Tenant {
@@ -161,6 +169,8 @@ pub struct Defaults {
     /// Jobs one instance may serve: 1 = a fresh instance per job (the
     /// default).
     pub reuse: u32,
+    /// The largest module file loaded, in bytes.
+    pub max_module_bytes: u64,
 }
 
 impl Default for Defaults {
@@ -172,6 +182,7 @@ impl Default for Defaults {
             backoff: Duration::from_secs(1),
             backoff_max: Duration::from_secs(3600),
             reuse: 1,
+            max_module_bytes: crate::sandbox::DEFAULT_MAX_MODULE_BYTES,
         }
     }
 }
@@ -239,10 +250,11 @@ impl Config {
     /// Bad TOML, an unknown key, a value of the wrong type, a tenant without
     /// modules, a module in two tenants, a tube served twice, a `tubes` or
     /// `reuse` entry for a module the tenant does not list, an invalid tube or
-    /// module name, a zero `concurrency`, `max_attempts`, `memory_mb` or
-    /// `reuse`, a timeout that is not positive, a dir that is missing or not a
-    /// directory, a guest path that is not absolute, a mode other than
-    /// `ro`/`rw`, or an env var name that is empty or holds `=`.
+    /// module name, a zero `concurrency`, `max_attempts`, `memory_mb`,
+    /// `reuse` or `max_module_mb`, a timeout that is not positive, a dir
+    /// that is missing or not a directory, a guest path that is not
+    /// absolute, a mode other than `ro`/`rw`, or an env var name that is
+    /// empty or holds `=`.
     pub fn parse(text: &str, file: &str, defaults: &Defaults) -> Result<Config, ConfigError> {
         let base = Path::new(file).parent().unwrap_or(Path::new(""));
         parse_in(text, file, base, defaults)
@@ -271,9 +283,33 @@ impl Config {
                 grants: Grants::default(),
                 put_tubes: PutTubes::Only(vec![name.clone()]),
                 reuse: BTreeMap::from([(name.clone(), defaults.reuse)]),
+                max_module_bytes: defaults.max_module_bytes,
+                modules_dir: None,
             })
             .collect();
         Config { tenants }
+    }
+
+    /// The size limit of every module a tenant names (its
+    /// `max_module_mb`), for [`crate::registry::Registry::set_module_size_limits`].
+    pub fn module_size_limits(&self) -> HashMap<String, u64> {
+        self.tenants
+            .iter()
+            .flat_map(|t| {
+                t.routes
+                    .iter()
+                    .map(|r| (r.module.clone(), t.max_module_bytes))
+            })
+            .collect()
+    }
+
+    /// The directory of every module whose tenant has its own `dir`.
+    pub fn module_dirs(&self) -> HashMap<String, PathBuf> {
+        self.tenants
+            .iter()
+            .filter_map(|t| t.modules_dir.as_ref().map(|dir| (t, dir)))
+            .flat_map(|(t, dir)| t.routes.iter().map(|r| (r.module.clone(), dir.clone())))
+            .collect()
     }
 
     /// The tenant that runs `module`.
@@ -322,6 +358,7 @@ struct RawSettings {
     concurrency: Option<Spanned<usize>>,
     reuse: Option<Spanned<u32>>,
     max_puts: Option<Spanned<u32>>,
+    max_module_mb: Option<Spanned<u64>>,
 }
 
 /// `[tenants.<name>]`. The settings repeat [`RawSettings`]: serde's
@@ -330,6 +367,7 @@ struct RawSettings {
 #[serde(deny_unknown_fields)]
 struct RawTenant {
     modules: Option<Spanned<Vec<Spanned<String>>>>,
+    dir: Option<Spanned<String>>,
     tubes: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     put_tubes: Option<Vec<Spanned<String>>>,
     env: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
@@ -344,6 +382,7 @@ struct RawTenant {
     concurrency: Option<Spanned<usize>>,
     reuse: Option<Spanned<RawReuse>>,
     max_puts: Option<Spanned<u32>>,
+    max_module_mb: Option<Spanned<u64>>,
 }
 
 impl RawTenant {
@@ -362,6 +401,7 @@ impl RawTenant {
                 RawReuse::PerModule(_) => None,
             }),
             max_puts: self.max_puts.clone(),
+            max_module_mb: self.max_module_mb.clone(),
         }
     }
 }
@@ -568,6 +608,14 @@ fn overlay(
         // 0 is allowed: a tenant whose tasks may not put at all.
         out.limits.max_puts = *n.get_ref();
     }
+    if let Some(mb) = &raw.max_module_mb {
+        out.max_module_bytes = match *mb.get_ref() {
+            0 => return Err(src.at(mb, key("max_module_mb"), "must be at least 1")),
+            n => n
+                .checked_mul(1 << 20)
+                .ok_or_else(|| src.at(mb, key("max_module_mb"), format!("{n} MiB is too large")))?,
+        };
+    }
     Ok(out)
 }
 
@@ -706,6 +754,10 @@ fn check_tenant(
         dirs: check_dirs(src, &prefix, base, raw.dirs.as_deref())?,
     };
     let reuse = check_reuse(src, &prefix, modules, settings.reuse, raw.reuse.as_ref())?;
+    let modules_dir = match &raw.dir {
+        None => None,
+        Some(dir) => Some(host_dir(base, dir.get_ref()).map_err(|m| src.at(dir, key("dir"), m))?),
+    };
 
     Ok(Tenant {
         name: tenant.clone(),
@@ -718,6 +770,8 @@ fn check_tenant(
         grants,
         put_tubes,
         reuse,
+        max_module_bytes: settings.max_module_bytes,
+        modules_dir,
     })
 }
 
@@ -1074,6 +1128,7 @@ backoff_max_secs = 90
 concurrency = 3
 reuse = 2
 max_puts = 7
+max_module_mb = 16
 
 [tenants.acme]
 modules = ["resize", "thumbs"]
@@ -1088,6 +1143,7 @@ max_attempts = 5
 backoff_secs = 2
 backoff_max_secs = 60
 max_puts = 0
+max_module_mb = 100
 put_tubes = ["results", "images"]
 env = {{ API_URL = "https://api.example", MODE = "fast" }}
 dirs = [
@@ -1153,6 +1209,7 @@ put_tubes = ["*"]
             acme.reuse,
             BTreeMap::from([("resize".into(), 2), ("thumbs".into(), 50)])
         );
+        assert_eq!(acme.max_module_bytes, 100 << 20);
         assert_eq!(
             acme.grants.env,
             [
@@ -1199,6 +1256,8 @@ put_tubes = ["*"]
         assert_eq!(globex.max_attempts, 4);
         assert_eq!(globex.backoff, Duration::from_millis(500));
         assert_eq!(globex.backoff_max, Duration::from_secs(90));
+        assert_eq!(globex.max_module_bytes, 16 << 20);
+        assert_eq!(globex.modules_dir, None);
         assert_eq!(globex.grants, Grants::default());
         assert_eq!(globex.put_tubes, PutTubes::Only(vec!["report".into()]));
         assert!(!globex.put_tubes.allows("resize"));
@@ -1235,6 +1294,7 @@ put_tubes = ["*"]
             backoff: Duration::from_secs(4),
             backoff_max: Duration::from_secs(8),
             reuse: 5,
+            max_module_bytes: 3 << 20,
         };
         let config = Config::parse(
             "[tenants.a]\nmodules = [\"a\"]\nmax_attempts = 6\n",
@@ -1251,6 +1311,66 @@ put_tubes = ["*"]
             (flags.backoff, flags.backoff_max)
         );
         assert_eq!(a.jobs_per_instance("a"), 5);
+        assert_eq!(a.max_module_bytes, 3 << 20);
+    }
+
+    #[test]
+    fn a_tenant_dir_holds_its_modules_relative_to_the_file() {
+        let file = format!("{MANIFEST_DIR}/tenants.toml");
+        let text = "[tenants.a]\nmodules = [\"x\", \"y\"]\ndir = \"src\"\n\
+                    [tenants.b]\nmodules = [\"z\"]\n";
+        let config = Config::parse(text, &file, &Defaults::default()).unwrap();
+        let src = Path::new(MANIFEST_DIR).join("src");
+        assert_eq!(
+            config.tenants[0].modules_dir.as_deref(),
+            Some(src.as_path())
+        );
+        assert_eq!(
+            config.module_dirs(),
+            HashMap::from([("x".into(), src.clone()), ("y".into(), src)])
+        );
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\"]\ndir = \"/nonexistent/beanbox\"\n",
+            3,
+            "tenants.a.dir",
+            "/nonexistent/beanbox does not exist",
+        );
+        assert_error(
+            "[defaults]\ndir = \"/tmp\"\n",
+            2,
+            "defaults.dir",
+            "unknown key `dir`",
+        );
+    }
+
+    #[test]
+    fn max_module_mb_resolves_as_flag_then_defaults_then_tenant() {
+        let flags = Defaults {
+            max_module_bytes: 3 << 20,
+            ..Defaults::default()
+        };
+        let tenants = "[tenants.a]\nmodules = [\"x\", \"y\"]\nmax_module_mb = 8\n\
+                       [tenants.b]\nmodules = [\"z\"]\n";
+        let config = Config::parse(tenants, FILE, &flags).unwrap();
+        assert_eq!(config.tenants[0].max_module_bytes, 8 << 20);
+        assert_eq!(config.tenants[1].max_module_bytes, 3 << 20, "from the flag");
+        let config = Config::parse(
+            &format!("[defaults]\nmax_module_mb = 6\n{tenants}"),
+            FILE,
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(config.tenants[1].max_module_bytes, 6 << 20);
+        assert_eq!(
+            config.module_size_limits(),
+            HashMap::from([
+                ("x".into(), 8 << 20),
+                ("y".into(), 8 << 20),
+                ("z".into(), 6 << 20)
+            ])
+        );
+        let implicit = Config::implicit(&["x".into()], &flags);
+        assert_eq!(implicit.tenants[0].max_module_bytes, 3 << 20);
     }
 
     #[test]
@@ -1646,6 +1766,24 @@ put_tubes = ["*"]
             2,
             "defaults.reuse",
             "must be at least 1",
+        );
+        assert_error(
+            &format!("{tenant}max_module_mb = 0\n"),
+            3,
+            "tenants.a.max_module_mb",
+            "must be at least 1",
+        );
+        assert_error(
+            "[defaults]\nmax_module_mb = 0\n",
+            2,
+            "defaults.max_module_mb",
+            "must be at least 1",
+        );
+        assert_error(
+            &format!("{tenant}max_module_mb = {}\n", u64::MAX >> 10),
+            3,
+            "tenants.a.max_module_mb",
+            "too large",
         );
         assert_error(
             "[tenants.a]\nmodules = [\"x\", \"hello.py\"]\n[tenants.a.reuse]\nx = 2\n\"hello.py\" = 0\n",

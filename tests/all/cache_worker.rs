@@ -51,7 +51,7 @@ async fn a_worker_never_loads_code_planted_in_the_modules_directory() {
     let env = [("XDG_CACHE_HOME", home.as_str())];
     let args = ["--modules", modules.as_str(), "--tube", "hello"];
     let mut first = Runner::start(&addr, &args, &env);
-    first.wait_started().await;
+    first.wait_loaded("hello").await;
     assert_eq!(cache_messages(&first), ["module compiled"]);
     assert_hello_serves(&addr, "planted-replies-1").await;
     first.kill();
@@ -59,7 +59,7 @@ async fn a_worker_never_loads_code_planted_in_the_modules_directory() {
     // The worker's own default cache, outside the modules directory, is
     // what a restart loads from.
     let mut second = Runner::start(&addr, &args, &env);
-    second.wait_started().await;
+    second.wait_loaded("hello").await;
     assert_eq!(cache_messages(&second), ["module loaded from cache"]);
     assert_hello_serves(&addr, "planted-replies-2").await;
     second.kill();
@@ -108,7 +108,7 @@ async fn a_cache_dir_that_is_not_ours_stops_the_worker_at_start() {
     // Obeyed: the same directory, closed to others, is used.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut worker = Runner::start(&addr, &args, &[]);
-    worker.wait_started().await;
+    worker.wait_loaded("hello").await;
     assert_eq!(cache_messages(&worker), ["module compiled"]);
     assert_eq!(cache_entries(&dir).len(), 1);
 }
@@ -122,7 +122,7 @@ async fn the_cache_keeps_the_deployed_version_and_one_previous() {
     let env = [("XDG_CACHE_HOME", home.as_str())];
     let args = ["--modules", modules.as_str(), "--tube", "hello"];
     let mut worker = Runner::start(&addr, &args, &env);
-    worker.wait_started().await;
+    worker.wait_loaded("hello").await;
     let cache = worker_cache_dir(home.path());
     let entry = |bytes: &[u8]| {
         cache.join(format!(

@@ -211,7 +211,15 @@ async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
     let count = |prefix: &str| worker.events_starting(prefix).len();
     assert_eq!(count("job failed"), 0, "jobs failed during the swaps");
     assert_eq!(count("module replaced"), usize::from(SWAPS / 2));
-    assert_eq!(count("module failed to load"), usize::from(SWAPS / 2));
+    // Each invalid version is logged once at most: one replaced before the
+    // scanner saw it (a compile of the version before it outlasting the
+    // swap interval on a busy machine) is never read at all.
+    let failed = count("module failed to load");
+    assert!(
+        (1..=usize::from(SWAPS / 2)).contains(&failed),
+        "{failed} failed loads for {} invalid versions",
+        SWAPS / 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,12 +430,12 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
     };
 
     let mut first = Runner::start(&addr, &args, &env);
-    first.wait_started().await;
+    first.wait_loaded("hello").await;
     assert_eq!(messages(&first), ["module compiled"]);
     first.kill();
 
     let mut second = Runner::start(&addr, &args, &env);
-    second.wait_started().await;
+    second.wait_loaded("hello").await;
     assert_eq!(messages(&second), ["module loaded from cache"]);
     second.kill();
 
@@ -442,7 +450,7 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
     std::fs::write(&entries[0], &bytes).unwrap();
 
     let mut third = Runner::start(&addr, &args, &env);
-    third.wait_started().await;
+    third.wait_loaded("hello").await;
     assert_eq!(
         messages(&third),
         ["cache entry refused: checksum mismatch; recompiled"]

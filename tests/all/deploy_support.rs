@@ -195,9 +195,19 @@ impl Runner {
     /// Waits up to `timeout` for an event whose message starts with
     /// `prefix`; returns the first. Panics when the process exits first.
     pub async fn wait_event(&mut self, prefix: &str, timeout: Duration) -> Value {
+        self.wait_event_where(prefix, timeout, |_| true).await
+    }
+
+    /// [`Runner::wait_event`] for the first such event that `filter` accepts.
+    pub async fn wait_event_where(
+        &mut self,
+        prefix: &str,
+        timeout: Duration,
+        filter: impl Fn(&Value) -> bool,
+    ) -> Value {
         let what = format!("a log line starting with {prefix:?}");
         eventually(timeout, &what, async || {
-            let found = self.events_starting(prefix).into_iter().next();
+            let found = self.events_starting(prefix).into_iter().find(&filter);
             if found.is_none()
                 && let Some(status) = self.child.try_wait().expect("try_wait failed")
             {
@@ -208,10 +218,13 @@ impl Runner {
         .await
     }
 
-    /// Waits for the log line that says the worker runs its slots.
-    pub async fn wait_started(&mut self) {
-        self.wait_event("worker started", Duration::from_secs(20))
-            .await;
+    /// Waits for the log line that says module `name` serves: modules load
+    /// in the background after the worker has started.
+    pub async fn wait_loaded(&mut self, name: &str) -> Value {
+        self.wait_event_where("module loaded", Duration::from_secs(20), |e| {
+            e["module"] == name
+        })
+        .await
     }
 }
 

@@ -17,6 +17,7 @@ mod deploy;
 mod hostile_jobs;
 mod javascript;
 mod limits;
+mod loading;
 mod put;
 mod python;
 mod python_worker;

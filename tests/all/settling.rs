@@ -192,7 +192,7 @@ async fn a_job_for_the_version_being_deployed_waits_for_it_instead_of_being_buri
         &["--modules", modules.as_str(), "--tube", "app", "--no-cache"],
         &[],
     );
-    runner.wait_started().await;
+    runner.wait_loaded("app").await;
     let mut producer = Producer::connect(&addr).await.unwrap();
     let before = put(&mut producer, "app", "task-one", abc(), Some("app-replies")).await;
     let mut replies = Replies::watch(&addr, "app-replies").await;

@@ -137,9 +137,9 @@ impl LimitArgs {
     }
 }
 
-/// Code-cache flags of the one-shot commands (`call`, `inspect`), so that
-/// only the first run on a component compiles it: an 18 MB Python
-/// component takes seconds.
+/// Loading flags of the one-shot commands (`call`, `inspect`): the code
+/// cache, so that only the first run on a component compiles it (an 18 MB
+/// Python component takes seconds), and the module size limit.
 #[derive(Debug, Clone, Args)]
 pub struct CacheArgs {
     /// Where compiled modules are cached [default: $XDG_CACHE_HOME/beanbox,
@@ -149,6 +149,10 @@ pub struct CacheArgs {
     /// Compile without reading or writing the cache.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
+    /// The largest module file read, in MiB; a bigger one is refused
+    /// before it is read.
+    #[arg(long, value_name = "MIB", default_value_t = sandbox::DEFAULT_MAX_MODULE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_module_mb: u64,
 }
 
 impl CacheArgs {
@@ -178,7 +182,10 @@ impl CacheArgs {
                 })
                 .ok()
         });
-        sandbox.load_file_through(path, cache.as_ref())
+        sandbox
+            .clone()
+            .with_max_module_bytes(self.max_module_mb << 20)
+            .load_file_through(path, cache.as_ref())
     }
 }
 

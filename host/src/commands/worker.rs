@@ -78,6 +78,10 @@ pub struct WorkerArgs {
     /// rest).
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub rescan: f64,
+    /// The largest module file loaded, in MiB, unless its tenant's config
+    /// says otherwise; a bigger file is refused before it is read.
+    #[arg(long, value_name = "MIB", default_value_t = crate::sandbox::DEFAULT_MAX_MODULE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_module_mb: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -91,9 +95,12 @@ Examples:
 
 Hot deploy: copy a new version next to the old one and rename it into place
 (`cp new.wasm modules/.hello.tmp && mv modules/.hello.tmp modules/hello.wasm`):
-the next job runs it; running jobs finish on the old one; a file that fails
-to load leaves the old version serving. Removing a module stops its tubes;
-their jobs stay queued until it returns. SIGHUP reloads --config.
+new jobs run it once it has compiled; running jobs finish on the old one; a
+file that fails to load leaves the old version serving. At start each module
+serves as soon as it has compiled, smallest first. Module files over
+--max-module-mb, or whose name cannot be a tube, are refused unread with one
+log line. Removing a module stops its tubes; their jobs stay queued until it
+returns. SIGHUP reloads --config.
 
 Failure policy: success deletes the job (and replies to `reply_to`); a guest
 error, trap or timeout is released with backoff until --max-attempts, then
@@ -127,6 +134,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         backoff: Duration::from_secs(args.backoff),
         backoff_max: Duration::from_secs(args.backoff_max),
         reuse: args.reuse,
+        max_module_bytes: args.max_module_mb << 20,
     };
     let tenants = match &args.config {
         Some(path) => Tenants::File {
@@ -165,11 +173,15 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     let guest_handle = guests.handle().clone();
     runtime.block_on(async move {
-        let sandbox = Sandbox::new()?;
+        let sandbox = Sandbox::new()?.with_max_module_bytes(args.max_module_mb << 20);
         let cache = open_cache(&args)?;
         let registry = Registry::open(&args.modules, sandbox, cache)?;
-        // A bad config is refused at start, naming file, line and key.
-        tenants.resolve(&registry)?;
+        // A bad config is refused at start, naming file, line and key,
+        // before any module is compiled.
+        let config = tenants.resolve(&registry)?;
+        registry.configure(&config);
+        // Modules load in the background, smallest first; each one's tubes
+        // are served as soon as it is loaded.
         registry.spawn_watcher(rescan);
         let (tx, rx) = watch::channel(Phase::Running);
         let (reload_tx, reload_rx) = mpsc::unbounded_channel();

@@ -18,6 +18,20 @@ pub enum LoadError {
         /// The OS error.
         message: String,
     },
+    /// The file is larger than the module size limit; it was not read.
+    #[error(
+        "module {path} is {size} bytes, over the limit of {limit} bytes ({} MiB): \
+         not loaded (raise --max-module-mb, or the tenant's max_module_mb)",
+        limit >> 20
+    )]
+    TooBig {
+        /// The file.
+        path: String,
+        /// Its size (or, for a file still growing, the bytes read so far).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Not a valid component (or wasmtime refused to compile it).
     #[error("module {module} is not a valid component: {message}")]
     Compile {

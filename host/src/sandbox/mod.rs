@@ -11,6 +11,7 @@ mod convert;
 mod error;
 pub mod host;
 mod limits;
+mod read;
 pub mod types;
 
 use std::path::Path;
@@ -38,6 +39,7 @@ pub use limits::{
     DEFAULT_FUEL, DEFAULT_LOG_LINES, DEFAULT_MAX_PUTS, DEFAULT_MEMORY_BYTES, DEFAULT_OUTPUT_BYTES,
     DEFAULT_TABLE_ELEMENTS, DEFAULT_TIMEOUT, Limits,
 };
+pub use read::{DEFAULT_MAX_MODULE_BYTES, read_module, release_freed_memory, resident_bytes};
 
 use budget::Budgets;
 
@@ -62,6 +64,8 @@ pub struct Sandbox {
     engine: Engine,
     linker: Arc<Linker<State>>,
     options: SandboxOptions,
+    /// The largest module file it reads.
+    max_module_bytes: u64,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -151,7 +155,21 @@ impl Sandbox {
             engine,
             linker: Arc::new(linker),
             options,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
         })
+    }
+
+    /// This sandbox (the same engine) reading module files of at most `max`
+    /// bytes; the default is [`DEFAULT_MAX_MODULE_BYTES`].
+    #[must_use]
+    pub fn with_max_module_bytes(mut self, max: u64) -> Self {
+        self.max_module_bytes = max;
+        self
+    }
+
+    /// The largest module file it reads.
+    pub fn max_module_bytes(&self) -> u64 {
+        self.max_module_bytes
     }
 
     /// The options this sandbox was built with.
@@ -168,14 +186,12 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// When the file cannot be read, is not a valid component, imports what
-    /// the sandbox does not offer, or exports a function whose signature
-    /// cannot cross JSON.
+    /// When the file is larger than [`Sandbox::max_module_bytes`] (refused
+    /// before reading), cannot be read, is not a valid component, imports
+    /// what the sandbox does not offer, or exports a function whose
+    /// signature cannot cross JSON.
     pub fn load_file(&self, path: &Path) -> Result<Module, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let bytes = read_module(path, self.max_module_bytes)?;
         self.load(&bytes, &path.display().to_string())
     }
 

@@ -135,6 +135,7 @@ pub async fn run(
             Some(()) = reload.recv() => match config.tenants.resolve(&registry) {
                 Ok(new) => {
                     tracing::info!("config reloaded");
+                    registry.configure(&new);
                     tenants = new;
                     apply(&config, &tenants, &mut groups, &mut retired);
                 }

@@ -65,19 +65,20 @@ pub(super) async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Rece
     'connect: while *phase.borrow() == Phase::Running {
         let tubes = ctx.active_tubes();
         if tubes.is_empty() {
-            // Nothing to serve until a module arrives.
-            if n == 0 {
+            // Nothing to serve until a module arrives. (One on its way, at
+            // start or deployed, is not worth a warning: the registry logs
+            // its compile, and its failure.)
+            let on_its_way = ctx
+                .tenant
+                .routes
+                .iter()
+                .any(|r| ctx.registry.pending(&r.module));
+            if n == 0 && !on_its_way {
                 let expected: Vec<String> = ctx
                     .tenant
                     .routes
                     .iter()
-                    .map(|r| {
-                        ctx.registry
-                            .dir()
-                            .join(format!("{}.wasm", r.module))
-                            .display()
-                            .to_string()
-                    })
+                    .map(|r| ctx.registry.file_of(&r.module).display().to_string())
                     .collect();
                 tracing::warn!(
                     tenant,

@@ -288,10 +288,7 @@ impl Sandbox {
         cache: &CodeCache,
     ) -> Result<(Module, CacheOutcome), LoadError> {
         let name = path.display().to_string();
-        let wasm = fs::read(path).map_err(|e| LoadError::Read {
-            path: name.clone(),
-            message: e.to_string(),
-        })?;
+        let wasm = super::read_module(path, self.max_module_bytes)?;
         let started = Instant::now();
         let key = CodeCache::key(&self.engine, &wasm);
         // The directory is judged once per load, and the entry is read and
