@@ -244,9 +244,9 @@ impl Registry {
                 settle,
             )
         };
+        let mut removed = false;
         {
             let mut state = self.inner.state.write().expect("registry lock poisoned");
-            let mut removed = false;
             for name in &todo.gone {
                 state.loaded.remove(name);
                 tracing::warn!(module = %name, "module removed: its tubes are no longer served; their jobs stay queued");
@@ -261,14 +261,21 @@ impl Registry {
                 self.bump();
             }
         }
+        let mut changed = removed;
         for (name, seen) in todo.load {
-            self.load(name, &seen);
+            changed |= self.load(name, &seen);
+        }
+        // Pruned once this pass has loaded what it found: at start, before
+        // that, the entries of modules still to load would look unused.
+        if changed && !todo.unsettled {
+            self.prune_cache();
         }
         todo.unsettled
     }
 
-    /// Loads one version of a module and makes it serve at once.
-    fn load(&self, name: String, seen: &Seen) {
+    /// Loads one version of a module and makes it serve at once; returns
+    /// whether it loaded.
+    fn load(&self, name: String, seen: &Seen) -> bool {
         let path = seen.path.display();
         tracing::info!(module = %name, path = %path, bytes = seen.fp.len, "compiling module");
         let started = Instant::now();
@@ -300,11 +307,16 @@ impl Registry {
                     "{}", if replaced { "module replaced: new jobs get the new version" } else { "module loaded" }
                 );
                 self.bump();
+                true
             }
             Err(LoadError::TooBig { size, limit, .. }) => {
                 refuse(&mut state, name, seen, Refusal::Size { size, limit });
+                false
             }
-            Err(e) => refuse(&mut state, name, seen, Refusal::Load(e.to_string())),
+            Err(e) => {
+                refuse(&mut state, name, seen, Refusal::Load(e.to_string()));
+                false
+            }
         }
     }
 
@@ -336,7 +348,6 @@ impl Registry {
 
     /// Tells the subscribers that the modules changed.
     fn bump(&self) {
-        self.prune_cache();
         self.inner.generation.send_modify(|g| *g += 1);
     }
 

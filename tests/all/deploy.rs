@@ -203,9 +203,11 @@ async fn swaps_under_load_lose_no_job_and_every_valid_version_serves() {
         "{hello:?}"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let extra = tube_stats(&mut client, REPLIES).await.unwrap();
+    // A reply tube nobody uses or watches any more is gone: no reply left.
+    let extra = tube_stats(&mut client, REPLIES).await;
     assert_eq!(
-        extra.current_jobs_ready, 0,
+        extra.as_ref().map_or(0, |s| s.current_jobs_ready),
+        0,
         "late duplicate replies: {extra:?}"
     );
     let count = |prefix: &str| worker.events_starting(prefix).len();
