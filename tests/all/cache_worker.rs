@@ -16,16 +16,6 @@ use crate::deploy_support::{Modules, Runner, cache_entries, hello_version, worke
 use crate::support::{runner, sandbox, stderr};
 use crate::worker_support::{Replies, TempDir, abc, eventually, ok, put, run_bounded};
 
-/// The messages of a worker's log about compiling and the cache.
-fn cache_messages(worker: &Runner) -> Vec<String> {
-    worker
-        .events()
-        .iter()
-        .filter_map(|e| e["message"].as_str().map(str::to_owned))
-        .filter(|m| m.starts_with("module compiled") || m.contains("cache"))
-        .collect()
-}
-
 /// Puts hello's `task_one` and asserts hello answers it, on `replies`.
 async fn assert_hello_serves(addr: &str, replies: &str) {
     let mut reader = Replies::watch(addr, replies).await;
@@ -52,7 +42,7 @@ async fn a_worker_never_loads_code_planted_in_the_modules_directory() {
     let args = ["--modules", modules.as_str(), "--tube", "hello"];
     let mut first = Runner::start(&addr, &args, &env);
     first.wait_loaded("hello").await;
-    assert_eq!(cache_messages(&first), ["module compiled"]);
+    assert_eq!(first.cache_messages(), ["module compiled"]);
     assert_hello_serves(&addr, "planted-replies-1").await;
     first.kill();
 
@@ -60,7 +50,7 @@ async fn a_worker_never_loads_code_planted_in_the_modules_directory() {
     // what a restart loads from.
     let mut second = Runner::start(&addr, &args, &env);
     second.wait_loaded("hello").await;
-    assert_eq!(cache_messages(&second), ["module loaded from cache"]);
+    assert_eq!(second.cache_messages(), ["module loaded from cache"]);
     assert_hello_serves(&addr, "planted-replies-2").await;
     second.kill();
     let own = worker_cache_dir(home.path());
@@ -109,7 +99,7 @@ async fn a_cache_dir_that_is_not_ours_stops_the_worker_at_start() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut worker = Runner::start(&addr, &args, &[]);
     worker.wait_loaded("hello").await;
-    assert_eq!(cache_messages(&worker), ["module compiled"]);
+    assert_eq!(worker.cache_messages(), ["module compiled"]);
     assert_eq!(cache_entries(&dir).len(), 1);
 }
 

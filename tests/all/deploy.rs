@@ -422,14 +422,7 @@ async fn restart_loads_compiled_code_from_cache_and_recompiles_a_corrupt_entry()
     // The default cache, shared by the three starts.
     let home = TempDir::new("cache-home");
     let env = [("XDG_CACHE_HOME", home.as_str())];
-    let messages = |worker: &Runner| -> Vec<String> {
-        worker
-            .events()
-            .iter()
-            .filter_map(|e| e["message"].as_str().map(str::to_owned))
-            .filter(|m| m.starts_with("module compiled") || m.contains("cache"))
-            .collect()
-    };
+    let messages = Runner::cache_messages;
 
     let mut first = Runner::start(&addr, &args, &env);
     first.wait_loaded("hello").await;

@@ -218,6 +218,15 @@ impl Runner {
         .await
     }
 
+    /// The messages of its log about compiling and the code cache.
+    pub fn cache_messages(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .filter(|m| m.starts_with("module compiled") || m.contains("cache"))
+            .collect()
+    }
+
     /// Waits for the log line that says module `name` serves: modules load
     /// in the background after the worker has started.
     pub async fn wait_loaded(&mut self, name: &str) -> Value {
