@@ -144,3 +144,55 @@ async fn a_task_that_puts_then_fails_leaves_no_follow_up_and_one_that_succeeds_e
     let lines = worker.wait_outcomes(succeeding, 1).await;
     assert_eq!(lines[0]["puts"], 1, "{}", lines[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_worker_whose_guests_burn_cpu_in_log_after_its_grace() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let mut worker = Worker::start(
+        &addr,
+        &[("burners", "hostile")],
+        &[
+            "--grace",
+            "1",
+            "--concurrency",
+            "2",
+            "--memory-mb",
+            "256",
+            "--fuel",
+            "1000000000000000",
+            "--timeout",
+            "60",
+        ],
+    );
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    let kwargs = json!({"mb": 60, "times": 100_000});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            put_with(
+                &mut producer,
+                "burners",
+                "log-huge",
+                kwargs.clone(),
+                None,
+                60,
+            )
+            .await,
+        );
+    }
+    let mut client = connect(&addr).await;
+    for &id in &ids {
+        wait_state(&mut client, id, JobState::Reserved).await;
+    }
+
+    worker.sigterm();
+    // The grace is 1 s; before, a guest inside `log` held the runtime's
+    // threads and the worker took 13 s. 10 s tells them apart anywhere.
+    let status = worker.exits_within(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status}");
+    for &id in &ids {
+        let stats = wait_state(&mut client, id, JobState::Ready).await;
+        assert_eq!((stats.releases, stats.buries), (0, 0), "{stats:?}");
+    }
+}
