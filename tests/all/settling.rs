@@ -228,3 +228,37 @@ async fn a_job_for_the_version_being_deployed_waits_for_it_instead_of_being_buri
     assert_eq!(outcomes[0]["outcome"], "deleted");
     assert_eq!(outcomes[0]["attempt"], 1, "the wait cost no attempt");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_whose_follow_ups_cannot_be_put_is_not_deleted() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let worker = Worker::hello(&addr, "chain", &["--max-attempts", "1"]);
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    // Ready in 2 s, when beanstalkd is draining: it still hands out jobs but
+    // refuses every put.
+    let opts = beanbox_queue::PutOptions {
+        delay: 2,
+        ..beanbox_queue::PutOptions::default()
+    };
+    let kwargs = crate::support::object(json!({"tube": "chain", "word": "x"}));
+    let id = producer
+        .put("chain", "follow-up", &kwargs, &opts)
+        .await
+        .unwrap();
+    server.drain();
+
+    let mut client = connect(&addr).await;
+    let stats = wait_state(&mut client, id, JobState::Buried).await;
+    assert_eq!(stats.reserves, 1, "{stats:?}");
+    let lines = worker.wait_outcomes(id, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["outcome"], "buried");
+    let reason = lines[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("follow-up jobs could not be put") && reason.contains("draining"),
+        "{reason}"
+    );
+    let tube = client.stats_tube("chain").await.unwrap();
+    assert_eq!(tube.total_jobs, 1, "no follow-up was put: {tube:?}");
+}
