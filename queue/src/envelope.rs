@@ -192,6 +192,80 @@ pub struct ReplyBody {
     pub outcome: Result<Value, ReplyError>,
 }
 
+/// What went wrong, as a reply says it (`error.kind`): one list for the
+/// worker that writes replies and the clients that read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The module has no export of that name.
+    UnknownTask,
+    /// The kwargs do not fit the export's parameters.
+    BadKwargs,
+    /// The task returned `err`.
+    GuestError,
+    /// The task trapped (panic, exception, unreachable, stack overflow).
+    Trap,
+    /// The task ran out of fuel.
+    Fuel,
+    /// The task asked for more memory than allowed.
+    Memory,
+    /// The task ran past its time limit (or the job's TTR).
+    Deadline,
+    /// The task wrote more than allowed to stdout or stderr.
+    Output,
+    /// The job body is not a job envelope.
+    BadEnvelope,
+    /// The task succeeded, but its follow-up jobs could not be put.
+    FollowUpsFailed,
+    /// The job finished (and was settled), but its reply was too big to put.
+    ReplyTooBig,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order above.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::UnknownTask,
+        ErrorKind::BadKwargs,
+        ErrorKind::GuestError,
+        ErrorKind::Trap,
+        ErrorKind::Fuel,
+        ErrorKind::Memory,
+        ErrorKind::Deadline,
+        ErrorKind::Output,
+        ErrorKind::BadEnvelope,
+        ErrorKind::FollowUpsFailed,
+        ErrorKind::ReplyTooBig,
+    ];
+
+    /// The name on the wire, e.g. `guest-error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::UnknownTask => "unknown-task",
+            ErrorKind::BadKwargs => "bad-kwargs",
+            ErrorKind::GuestError => "guest-error",
+            ErrorKind::Trap => "trap",
+            ErrorKind::Fuel => "fuel",
+            ErrorKind::Memory => "memory",
+            ErrorKind::Deadline => "deadline",
+            ErrorKind::Output => "output",
+            ErrorKind::BadEnvelope => "bad-envelope",
+            ErrorKind::FollowUpsFailed => "follow-ups-failed",
+            ErrorKind::ReplyTooBig => "reply-too-big",
+        }
+    }
+
+    /// The kind named `name` on the wire, if beanbox knows it.
+    pub fn parse(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failed job's outcome in a [`ReplyBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{kind}: {message}")]

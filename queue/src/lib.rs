@@ -54,7 +54,9 @@ pub mod producer;
 pub mod testing;
 
 pub use beanstalk::{Client, Error, Job, JobState, JobStats, Result, TubeStats};
-pub use envelope::{Envelope, EnvelopeError, ReplyBody, ReplyError, reply_err, reply_ok};
+pub use envelope::{
+    Envelope, EnvelopeError, ErrorKind, ReplyBody, ReplyError, reply_err, reply_ok,
+};
 pub use producer::{Producer, PutOptions};
 
 /// Where beanstalkd listens unless told otherwise.

@@ -163,11 +163,15 @@ async fn wait_for_reply(
     }
 }
 
-/// The exit code for an error reply's kind: those of `runner call`.
+/// The exit code for an error reply's kind: those of `runner call`; a job
+/// that finished but whose reply could not be put is a runner error.
 fn exit_code_for_kind(kind: &str) -> u8 {
-    match kind {
-        "unknown-task" | "bad-kwargs" | "bad-envelope" => EXIT_BAD_INPUT,
-        "fuel" | "memory" | "deadline" | "output" => EXIT_LIMIT,
+    use beanbox_queue::ErrorKind as K;
+    match K::parse(kind) {
+        Some(K::UnknownTask | K::BadKwargs | K::BadEnvelope) => EXIT_BAD_INPUT,
+        Some(K::Fuel | K::Memory | K::Deadline | K::Output) => EXIT_LIMIT,
+        Some(K::ReplyTooBig) => EXIT_ERROR,
+        // guest-error, trap, follow-ups-failed, and kinds newer than us.
         _ => EXIT_TASK_FAILED,
     }
 }

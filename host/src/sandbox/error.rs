@@ -169,19 +169,4 @@ impl CallError {
             CallError::Guest { .. } | CallError::Trap { .. } | CallError::Deadline { .. }
         )
     }
-
-    /// A short machine-readable name: `unknown-task`, `bad-kwargs`,
-    /// `guest-error`, `trap`, `fuel`, `memory`, `deadline`, `output`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CallError::UnknownTask { .. } => "unknown-task",
-            CallError::BadKwargs { .. } => "bad-kwargs",
-            CallError::Guest { .. } => "guest-error",
-            CallError::Trap { .. } => "trap",
-            CallError::Fuel { .. } => "fuel",
-            CallError::Memory { .. } => "memory",
-            CallError::Deadline { .. } => "deadline",
-            CallError::Output { .. } => "output",
-        }
-    }
 }

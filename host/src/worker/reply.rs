@@ -3,14 +3,11 @@
 //! error that fits, one refused for a reason that may pass is tried again
 //! briefly and then reported lost, and the job settles either way.
 
-use beanbox_queue::{reply_err, reply_ok};
+use beanbox_queue::{ErrorKind, reply_err, reply_ok};
 use serde_json::Value;
 
 use super::conn::Conn;
 use super::settle::Failure;
-
-/// The kind of the reply that stands in for one too big to put.
-pub const TOO_BIG_KIND: &str = "reply-too-big";
 
 /// Replies go out like any job: default priority, no delay, default TTR.
 const OPTIONS: (u32, u32, u32) = (
@@ -38,7 +35,9 @@ impl Delivery {
     pub fn describe(&self) -> String {
         match self {
             Delivery::Sent => "sent".into(),
-            Delivery::TooBig { size } => format!("too big ({size} bytes); {TOO_BIG_KIND} sent"),
+            Delivery::TooBig { size } => {
+                format!("too big ({size} bytes); {} sent", ErrorKind::ReplyTooBig)
+            }
             Delivery::Lost(why) => format!("lost: {why}"),
         }
     }
@@ -48,7 +47,7 @@ impl Delivery {
 pub fn body(job: u64, task: &str, result: Result<&Value, &Failure>) -> Vec<u8> {
     match result {
         Ok(value) => reply_ok(job, task, value),
-        Err(failure) => reply_err(job, task, failure.kind(), &failure.to_string()),
+        Err(failure) => reply_err(job, task, failure.kind().as_str(), &failure.to_string()),
     }
 }
 
@@ -58,7 +57,7 @@ pub fn too_big(job: u64, task: &str, size: usize) -> Vec<u8> {
     reply_err(
         job,
         task,
-        TOO_BIG_KIND,
+        ErrorKind::ReplyTooBig.as_str(),
         &format!(
             "the reply was {size} bytes, more than beanstalkd's maximum job size; \
              the job itself finished and was settled"
@@ -105,7 +104,7 @@ mod tests {
         let reply = ReplyBody::parse(&too_big(7, "big", 70_000)).unwrap();
         assert_eq!(reply.job, 7);
         let error = reply.outcome.unwrap_err();
-        assert_eq!(error.kind, TOO_BIG_KIND);
+        assert_eq!(ErrorKind::parse(&error.kind), Some(ErrorKind::ReplyTooBig));
         assert!(error.message.contains("70000 bytes"), "{}", error.message);
         assert!(too_big(u64::MAX, &"t".repeat(200), usize::MAX).len() < 1024);
     }

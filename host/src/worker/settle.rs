@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use beanbox_queue::EnvelopeError;
+use beanbox_queue::{EnvelopeError, ErrorKind};
 
 use crate::sandbox::CallError;
 
@@ -22,12 +22,21 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The machine-readable kind a reply carries (`error.kind`).
-    pub fn kind(&self) -> &'static str {
+    /// The kind a reply carries (`error.kind`).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Failure::BadEnvelope(_) => "bad-envelope",
-            Failure::Call(e) => e.kind(),
-            Failure::FollowUps(_) => "follow-ups-failed",
+            Failure::BadEnvelope(_) => ErrorKind::BadEnvelope,
+            Failure::FollowUps(_) => ErrorKind::FollowUpsFailed,
+            Failure::Call(e) => match e {
+                CallError::UnknownTask { .. } => ErrorKind::UnknownTask,
+                CallError::BadKwargs { .. } => ErrorKind::BadKwargs,
+                CallError::Guest { .. } => ErrorKind::GuestError,
+                CallError::Trap { .. } => ErrorKind::Trap,
+                CallError::Fuel { .. } => ErrorKind::Fuel,
+                CallError::Memory { .. } => ErrorKind::Memory,
+                CallError::Deadline { .. } => ErrorKind::Deadline,
+                CallError::Output { .. } => ErrorKind::Output,
+            },
         }
     }
 
@@ -245,12 +254,12 @@ mod tests {
     fn kinds_name_every_failure() {
         assert_eq!(
             Failure::BadEnvelope(EnvelopeError::MissingTask).kind(),
-            "bad-envelope"
+            ErrorKind::BadEnvelope
         );
         assert_eq!(
             Failure::FollowUps(String::new()).kind(),
-            "follow-ups-failed"
+            ErrorKind::FollowUpsFailed
         );
-        assert_eq!(Failure::Call(guest()).kind(), "guest-error");
+        assert_eq!(Failure::Call(guest()).kind(), ErrorKind::GuestError);
     }
 }

@@ -1,7 +1,9 @@
 //! The job envelope and the reply body: both formats read, every refusal
 //! names what is wrong.
 
-use beanbox_queue::{Envelope, EnvelopeError, ReplyBody, ReplyError, reply_err, reply_ok};
+use beanbox_queue::{
+    Envelope, EnvelopeError, ErrorKind, ReplyBody, ReplyError, reply_err, reply_ok,
+};
 use serde_json::{Value, json};
 
 fn parse(body: &str) -> Result<Envelope, EnvelopeError> {
@@ -212,4 +214,14 @@ fn reply_to_is_found_in_bodies_that_are_no_envelope() {
             "{body}"
         );
     }
+}
+
+#[test]
+fn error_kinds_round_trip_by_their_wire_names() {
+    for kind in ErrorKind::ALL {
+        assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+        assert_eq!(kind.to_string(), kind.as_str());
+    }
+    assert_eq!(ErrorKind::parse("guest-error"), Some(ErrorKind::GuestError));
+    assert_eq!(ErrorKind::parse("no-such-kind"), None);
 }
