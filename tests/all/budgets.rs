@@ -71,6 +71,34 @@ async fn a_guest_looping_on_huge_log_messages_stops_at_its_deadline() {
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
 }
 
+#[tokio::test]
+async fn a_guest_looping_on_huge_puts_stops_at_its_deadline() {
+    // 32 MiB of kwargs a put, a million times: each is refused as too big,
+    // but only after the host has been handed the whole string.
+    let started = Instant::now();
+    let output = run_bounded(
+        support::runner()
+            .arg("call")
+            .arg(support::wasm("hostile"))
+            .args(["put-huge", "--kwargs", r#"{"mb": 32, "times": 1000000}"#])
+            .args([
+                "--timeout",
+                "1",
+                "--fuel",
+                ENDLESS_FUEL,
+                "--memory-mb",
+                "256",
+            ]),
+        Duration::from_secs(60),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_exit(&output, 4);
+    let line = error_line(&output);
+    assert!(line.contains("time limit"), "{line}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
 #[test]
 fn a_few_huge_log_messages_are_cut_and_the_call_succeeds() {
     let (output, _) = hostile(

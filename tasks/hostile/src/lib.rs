@@ -150,6 +150,16 @@ impl Guest for Hostile {
         ok
     }
 
+    fn put_huge(mb: u32, times: u32) -> u32 {
+        let text = "x".repeat(usize::try_from(mb).unwrap_or(usize::MAX) * MIB);
+        let kwargs = format!(r#"{{"text": "{text}"}}"#);
+        let tube = beanbox_sdk::job::info().tube;
+        for _ in 0..times {
+            let _ = black_box(queue::put(&tube, "x", &kwargs, PutOptions::default()));
+        }
+        times
+    }
+
     fn put_then_fail() -> Result<u64, String> {
         let number = put_follow_up().map_err(|e| e.to_string())?;
         Err(format!("failed after staging follow-up {number}"))
