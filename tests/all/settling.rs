@@ -12,7 +12,8 @@ use serde_json::json;
 
 use crate::deploy_support::{Modules, Runner};
 use crate::worker_support::{
-    Replies, Worker, abc, connect, err, eventually, ok, put, put_raw, wait_deleted, wait_state,
+    Replies, Worker, abc, connect, err, eventually, ok, put, put_raw, put_with, wait_deleted,
+    wait_state,
 };
 
 /// beanstalkd's default maximum job size, in bytes.
@@ -201,16 +202,20 @@ async fn a_job_for_the_version_being_deployed_waits_for_it_instead_of_being_buri
     // Deployed as the README says, and a job for the new export at once.
     let python = std::fs::read(crate::support::python_wasm()).unwrap();
     modules.deploy("app", &python);
-    let id = put(
+    // A TTR shorter than the compile: the job is touched while it waits,
+    // and its call gets a full TTR of its own afterwards.
+    let id = put_with(
         &mut producer,
         "app",
         "count_calls",
         json!({}),
         Some("app-replies"),
+        5,
     )
     .await;
 
-    let reply = replies.next(Duration::from_secs(120)).await;
+    // A debug build compiles the Python module in 15 s to minutes.
+    let reply = replies.next(Duration::from_secs(300)).await;
     assert_eq!(reply.job, id);
     assert_eq!(ok(&reply), &json!(1), "judged by version 2");
     let mut client = connect(&addr).await;
@@ -227,6 +232,7 @@ async fn a_job_for_the_version_being_deployed_waits_for_it_instead_of_being_buri
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");
     assert_eq!(outcomes[0]["outcome"], "deleted");
     assert_eq!(outcomes[0]["attempt"], 1, "the wait cost no attempt");
+    assert!(outcomes[0]["refused"].is_null(), "{}", outcomes[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,7 +104,8 @@ pub(super) async fn handle(
         module,
         module_name: &route.module,
         envelope: &envelope,
-        started,
+        // The TTR's clock: after a deploy wait, from its closing touch.
+        started: Instant::now(),
     };
     let Some(mut outcome) = run(ctx, conn, kept, call, &mut stats, phase).await? else {
         return Ok(hand_back(&job, &tube, task));
@@ -165,6 +166,8 @@ async fn deployed(
         }
         module = ctx.registry.get(name);
     }
+    // A full TTR for the call from here: it runs on the clock of this touch.
+    conn.client.touch(job.id).await.or_else(ignore_refusal)?;
     tracing::info!(
         job = job.id,
         module = name,
@@ -182,6 +185,7 @@ struct Call<'a> {
     module: Module,
     module_name: &'a str,
     envelope: &'a Envelope,
+    /// When the job's TTR clock (last) started for this call.
     started: Instant,
 }
 
