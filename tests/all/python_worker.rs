@@ -22,7 +22,7 @@ use crate::worker_support::{
 };
 
 /// How long the worker may take to compile and load the Python component.
-const LOAD: Duration = Duration::from_secs(180);
+const LOAD: Duration = Duration::from_secs(600);
 
 /// How long a job may take to come back once the worker is ready.
 const REPLY: Duration = Duration::from_secs(30);

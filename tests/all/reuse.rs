@@ -283,7 +283,7 @@ async fn more_python_instances_than_wasmtimes_default_pool_holds_live_at_once() 
 // ---- on the worker ----
 
 /// How long a Python module may take to compile and load in the worker.
-const LOAD: Duration = Duration::from_secs(180);
+const LOAD: Duration = Duration::from_secs(600);
 
 /// How long a job may take to come back once the worker is ready.
 const REPLY: Duration = Duration::from_secs(30);
