@@ -102,10 +102,13 @@ serves as soon as it has compiled, smallest first. Module files over
 log line. Removing a module stops its tubes; their jobs stay queued until it
 returns. SIGHUP reloads --config.
 
-Failure policy: success deletes the job (and replies to `reply_to`); a guest
-error, trap or timeout is released with backoff until --max-attempts, then
-buried; a bad envelope, unknown task, bad kwargs, or fuel/memory/output limit
-is buried at once. A job is never deleted unless it succeeded.";
+Failure policy: success puts the task's follow-up jobs, replies to
+`reply_to` and deletes the job; a guest error, trap or timeout is released
+with backoff until --max-attempts, then buried; a bad envelope, unknown task,
+bad kwargs, or fuel/memory/output limit is buried at once. A job is never
+deleted unless it succeeded, and a reply never decides its fate: one too big
+for beanstalkd becomes a `reply-too-big` error, one refused is logged as
+lost. A job for a task only a version being deployed has waits for it.";
 
 /// Runs the worker.
 ///
