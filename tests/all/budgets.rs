@@ -43,12 +43,23 @@ fn task_lines(output: &std::process::Output) -> Vec<Value> {
 /// own log lines filtered out, killed (and failing) after 60 s; returns the
 /// output and how long it took.
 async fn log_huge_bounded(kwargs: Value, extra: &[&str]) -> (std::process::Output, Duration) {
+    hostile_bounded("log-huge", kwargs, extra).await
+}
+
+/// `runner call hostile.wasm TASK` with `extra` flags, task log lines
+/// filtered out, killed (and failing) after 60 s; returns the output and how
+/// long it took.
+async fn hostile_bounded(
+    task: &str,
+    kwargs: Value,
+    extra: &[&str],
+) -> (std::process::Output, Duration) {
     let started = Instant::now();
     let output = run_bounded(
         support::runner()
             .arg("call")
             .arg(support::wasm("hostile"))
-            .args(["log-huge", "--kwargs", &kwargs.to_string(), "--log", "warn"])
+            .args([task, "--kwargs", &kwargs.to_string(), "--log", "warn"])
             .args(extra),
         Duration::from_secs(60),
     )
@@ -75,24 +86,19 @@ async fn a_guest_looping_on_huge_log_messages_stops_at_its_deadline() {
 async fn a_guest_looping_on_huge_puts_stops_at_its_deadline() {
     // 32 MiB of kwargs a put, a million times: each is refused as too big,
     // but only after the host has been handed the whole string.
-    let started = Instant::now();
-    let output = run_bounded(
-        support::runner()
-            .arg("call")
-            .arg(support::wasm("hostile"))
-            .args(["put-huge", "--kwargs", r#"{"mb": 32, "times": 1000000}"#])
-            .args([
-                "--timeout",
-                "1",
-                "--fuel",
-                ENDLESS_FUEL,
-                "--memory-mb",
-                "256",
-            ]),
-        Duration::from_secs(60),
+    let (output, elapsed) = hostile_bounded(
+        "put-huge",
+        json!({"mb": 32, "times": 1_000_000}),
+        &[
+            "--timeout",
+            "1",
+            "--fuel",
+            ENDLESS_FUEL,
+            "--memory-mb",
+            "256",
+        ],
     )
     .await;
-    let elapsed = started.elapsed();
     assert_exit(&output, 4);
     let line = error_line(&output);
     assert!(line.contains("time limit"), "{line}");

@@ -75,7 +75,7 @@ pub(super) async fn handle(
         Some(s) => s.tube.clone(),
         None => conn.watching[0].clone(),
     };
-    let envelope = match Envelope::parse(&job.body) {
+    let mut envelope = match Envelope::parse(&job.body) {
         Ok(env) => env,
         Err(e) => {
             let ending = Ending {
@@ -98,12 +98,15 @@ pub(super) async fn handle(
     let Some(module) = module else {
         return Ok(gone(&job, &tube));
     };
+    // Moved into the call, not copied: nothing after it reads them.
+    let kwargs = std::mem::take(&mut envelope.kwargs);
     let call = Call {
         job: &job,
         tube: &tube,
         module,
         module_name: &route.module,
         envelope: &envelope,
+        kwargs,
         // The TTR's clock: after a deploy wait, from its closing touch.
         started: Instant::now(),
     };
@@ -185,6 +188,8 @@ struct Call<'a> {
     module: Module,
     module_name: &'a str,
     envelope: &'a Envelope,
+    /// The job's kwargs (taken out of the envelope).
+    kwargs: serde_json::Map<String, Value>,
     /// When the job's TTR clock (last) started for this call.
     started: Instant,
 }
@@ -206,6 +211,7 @@ async fn run(
         module,
         module_name,
         envelope,
+        kwargs,
         started,
     } = call;
     let cell = stats.is_none().then(|| Arc::new(AttemptCell::default()));
@@ -229,7 +235,7 @@ async fn run(
         &ctx.guests,
         module,
         envelope.task.clone(),
-        envelope.kwargs.clone(),
+        kwargs,
         call_ctx,
         kept,
         ctx.tenant.jobs_per_instance(module_name),
