@@ -2,8 +2,10 @@
 # Installs what beanbox needs to build, demo and test, when it is missing:
 # beanstalkd (Debian package), the wasm32-wasip2 Rust target, and a Python
 # venv with greenstalk for the seed-compatibility test and componentize-py for
-# the Python task (tasks/hello-py), and componentize-js for the JavaScript task
-# (tasks/hello-js/node_modules, from its package-lock.json). Safe to run again.
+# the Python task (tasks/hello-py), componentize-js for the JavaScript task
+# (tasks/hello-js/node_modules, from its package-lock.json), and Chromium with
+# its WebDriver (Debian packages) for the dashboard's browser test. Safe to
+# run again.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +22,11 @@ if ! command -v beanstalkd >/dev/null; then
     apt_install beanstalkd
     # Debian's package may enable a system service on :11300; beanbox's
     # demo and tests run their own servers, so leave the system one alone.
+fi
+
+# The dashboard test drives headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -29,6 +29,8 @@ js_wasm="$(tasks/hello-js/build.sh)"
 BEANBOX_JS_TASKS_DIR="$(dirname "$js_wasm")"
 export BEANBOX_JS_TASKS_DIR
 export BEANBOX_SEED_PYTHON="$root/target/seed-venv/bin/python"
+# setup.sh installed Chromium: the browser test fails rather than skips.
+export BEANBOX_REQUIRE_BROWSER=1
 
 echo "== guest SDK doc tests" >&2
 cargo test --manifest-path tasks/Cargo.toml -p beanbox-sdk --doc --locked

@@ -2,6 +2,7 @@
 //!
 //! One test binary for the crate; each module below is one area.
 
+mod browser_support;
 mod deploy_support;
 mod support;
 mod worker_support;
@@ -12,6 +13,7 @@ mod cache_worker;
 mod cli;
 mod compute;
 mod conversion;
+mod dashboard;
 mod denial;
 mod deploy;
 mod hostile_jobs;
