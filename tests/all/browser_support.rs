@@ -177,9 +177,12 @@ impl Browser {
     /// Saves a PNG of the whole page (the window grows to the page's
     /// height, up to 4000 px) to `path`.
     pub async fn screenshot(&self, path: &Path) {
+        // The page's height plus what the window adds around the viewport.
+        let script = "return document.documentElement.scrollHeight \
+                      + window.outerHeight - window.innerHeight;";
         let height = self
             .client
-            .execute("return document.documentElement.scrollHeight;", vec![])
+            .execute(script, vec![])
             .await
             .ok()
             .and_then(|v| v.as_u64())
