@@ -5,10 +5,15 @@
 //! - [`registry`] keeps the modules of a directory current (hot deploy).
 //! - [`config`] says which tenant runs what, under which limits and grants.
 //! - [`worker`] reserves jobs from beanstalkd and runs them in the sandbox.
+//! - [`failures`] keeps why each buried job failed on beanstalkd.
+//! - [`ops`] are the operator's actions (stats, buried, kick, delete,
+//!   pause) shared by the admin CLI and the dashboard.
 //! - [`commands`] are the `runner` subcommands.
 
 pub mod commands;
 pub mod config;
+pub mod failures;
+pub mod ops;
 pub mod registry;
 pub mod sandbox;
 pub mod worker;

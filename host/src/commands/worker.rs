@@ -129,6 +129,9 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     for tube in &args.tubes {
         beanbox_queue::beanstalk::proto::validate_tube(tube)
             .map_err(|e| anyhow::anyhow!("`{tube}` cannot be a tube: {e}"))?;
+        if tube == crate::failures::FAILURES_TUBE {
+            anyhow::bail!("--tube: {}", crate::config::reserved_tube());
+        }
     }
     let defaults = Defaults {
         limits,

@@ -17,6 +17,7 @@ use super::reply::{self, Delivery};
 use super::settle::{self, Action, Failure, Policy};
 use super::slot::SlotContext;
 use super::{Phase, reached};
+use crate::failures::{self, FailureRecord};
 use crate::sandbox::{AttemptCell, CallContext, CallError, JobInfo, KeptInstance, Module, Outcome};
 
 /// What became of a reserved job.
@@ -403,6 +404,22 @@ async fn settle(
             conn.client.release(job.id, pri, delay).await
         }
         Action::Bury => {
+            // The record first: a crash before the bury leaves a stale
+            // record (readers drop it), never a buried job without one.
+            if let Err(failure) = &result {
+                let attempt = stats.as_ref().map_or(0, attempt_of);
+                let failed = failures::Failed {
+                    job: job.id,
+                    tube,
+                    task,
+                    tenant: &ctx.tenant.name,
+                    attempt,
+                    kind: failure.kind(),
+                    reason: &failure.to_string(),
+                };
+                let record = FailureRecord::new(failed);
+                extras.record = Some(failures::write(&mut conn.client, &record).await?);
+            }
             let pri = stats
                 .as_ref()
                 .map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
@@ -508,6 +525,8 @@ struct LogExtras {
     reply: Option<Delivery>,
     /// A settling request beanstalkd refused.
     refused: Option<String>,
+    /// What became of a buried job's failure record.
+    record: Option<failures::Written>,
 }
 
 /// The one line every finished job gets.
@@ -534,6 +553,7 @@ fn log_finished(
     let reply = extras.reply.as_ref().map(Delivery::describe);
     let reply = reply.as_deref();
     let refused = extras.refused.as_deref();
+    let record = extras.record.as_ref().and_then(failures::Written::lost);
     let outcome_word = action.map_or("lost", Action::outcome);
     match action {
         Some(Action::Delete) => tracing::info!(
@@ -579,6 +599,7 @@ fn log_finished(
             budget,
             reply,
             refused,
+            record,
             "job failed"
         ),
     }
