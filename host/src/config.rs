@@ -137,8 +137,8 @@ pub struct Route {
     pub module: String,
 }
 
-pub use crate::sandbox::{DirGrant, Grants};
 use crate::failures::FAILURES_TUBE;
+pub use crate::sandbox::{DirGrant, Grants};
 
 /// The tubes a tenant's tasks may put follow-up jobs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1691,6 +1691,32 @@ put_tubes = ["*"]
             "tenants.a.tubes.y",
             "tube `y` is already served by module `y` of this tenant",
         );
+    }
+
+    #[test]
+    fn rejects_the_failure_records_tube() {
+        let words = "`beanbox.failures` is beanbox's own tube";
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\"]\ntubes = { \"beanbox.failures\" = \"x\" }\n",
+            3,
+            "tenants.a.tubes.\"beanbox.failures\"",
+            words,
+        );
+        assert_error(
+            "[tenants.a]\nmodules = [\"beanbox.failures\"]\n",
+            2,
+            "tenants.a.modules[0]",
+            words,
+        );
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\"]\nput_tubes = [\"beanbox.failures\"]\n",
+            3,
+            "tenants.a.put_tubes[0]",
+            words,
+        );
+        // Not even with `*`.
+        assert!(!PutTubes::Any.allows(FAILURES_TUBE));
+        assert!(PutTubes::Any.allows("results"));
     }
 
     #[test]

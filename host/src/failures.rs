@@ -368,7 +368,9 @@ async fn read_once(client: &mut Client) -> beanbox_queue::Result<(Records, bool)
             match client.delete(id).await {
                 Ok(()) => records.deleted += 1,
                 Err(e) if e.is_connection_error() => return Err(e),
-                Err(e) => tracing::warn!(record = id, error = %e, "cannot delete a stale failure record"),
+                Err(e) => {
+                    tracing::warn!(record = id, error = %e, "cannot delete a stale failure record")
+                }
             }
             continue;
         }

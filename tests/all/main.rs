@@ -6,6 +6,7 @@ mod deploy_support;
 mod support;
 mod worker_support;
 
+mod admin_cli;
 mod budgets;
 mod cache;
 mod cache_worker;

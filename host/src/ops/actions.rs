@@ -44,9 +44,7 @@ pub async fn kick(addr: &str, tube: &str, which: Kick) -> Result<Vec<Kicked>, Op
                     Ok(k) => kicked.push(k),
                     // Kicked or deleted by someone else meanwhile.
                     Err(
-                        OpsError::NoSuchJob(_)
-                        | OpsError::NotBuried { .. }
-                        | OpsError::Changed(_),
+                        OpsError::NoSuchJob(_) | OpsError::NotBuried { .. } | OpsError::Changed(_),
                     ) => {}
                     Err(e) => return Err(e),
                 }

@@ -116,7 +116,9 @@ pub enum OpsError {
         source: beanbox_queue::Error,
     },
     /// A name beanstalkd would refuse.
-    #[error("invalid tube name `{0}`: 1 to 200 bytes of letters, digits and `-+/;.$_()`, not starting with `-`")]
+    #[error(
+        "invalid tube name `{0}`: 1 to 200 bytes of letters, digits and `-+/;.$_()`, not starting with `-`"
+    )]
     InvalidTube(String),
     /// A tube beanstalkd does not list (it has no jobs and nobody uses or
     /// watches it).
