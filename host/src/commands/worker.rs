@@ -108,7 +108,10 @@ with backoff until --max-attempts, then buried; a bad envelope, unknown task,
 bad kwargs, or fuel/memory/output limit is buried at once. A job is never
 deleted unless it succeeded, and a reply never decides its fate: one too big
 for beanstalkd becomes a `reply-too-big` error, one refused is logged as
-lost. A job for a task only a version being deployed has waits for it.";
+lost. A job for a task only a version being deployed has waits for it.
+Before it buries a job the worker puts why on the tube beanbox.failures
+(`runner buried --tube T` shows it; `runner kick` retries with a fresh
+attempt budget).";
 
 /// Runs the worker.
 ///
