@@ -160,7 +160,16 @@ async fn why_jobs_were_buried_survives_a_worker_restart_and_kick_all_retries_the
 async fn kick_gives_a_fresh_attempt_budget_and_beanstalkds_own_kick_one_more_attempt() {
     let server = Beanstalkd::start();
     let addr = server.addr();
-    let worker = Worker::hello(&addr, "budget", &["--max-attempts", "2", "--backoff", "0"]);
+    // One slot: its log lines come in the order of the attempts.
+    let args = [
+        "--max-attempts",
+        "2",
+        "--backoff",
+        "0",
+        "--concurrency",
+        "1",
+    ];
+    let worker = Worker::hello(&addr, "budget", &args);
     let mut producer = Producer::connect(&addr).await.unwrap();
     let id = put_failing(&mut producer, "budget", 1).await[0];
     let mut client = connect(&addr).await;
@@ -438,4 +447,56 @@ async fn stale_records_are_dropped_and_a_readers_crash_loses_none() {
     .await;
     assert_eq!(list["jobs"][0]["reason"], "second", "{list}");
     assert_eq!(list["unrecorded"], 0, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_is_logged_and_the_job_buried_anyway() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let worker = Worker::hello(&addr, "unrec", &["--max-attempts", "1"]);
+    let mut producer = Producer::connect(&addr).await.unwrap();
+    let opts = beanbox_queue::PutOptions {
+        delay: 1,
+        ..beanbox_queue::PutOptions::default()
+    };
+    let kwargs = support::object(json!({"message": "no record"}));
+    let id = producer.put("unrec", "fail", &kwargs, &opts).await.unwrap();
+    // From now on beanstalkd refuses every put, the record's too; the
+    // delayed job still gets ready and runs.
+    server.drain();
+    let mut client = connect(&addr).await;
+    wait_state(&mut client, id, JobState::Buried).await;
+    let lines = worker.wait_outcomes(id, 1).await;
+    assert_eq!(lines[0]["outcome"], "buried", "{}", lines[0]);
+    assert!(
+        lines[0]["reason"].as_str().unwrap().contains("no record"),
+        "the log line still says why: {}",
+        lines[0]
+    );
+    let record = lines[0]["record"].as_str().unwrap_or_default();
+    assert!(
+        record.contains("failure record lost") && record.contains("draining"),
+        "{}",
+        lines[0]
+    );
+
+    // Listed all the same, found by peek-buried, with no reason.
+    let list = buried(&addr, "unrec").await;
+    assert_eq!(ids(&list), [id], "{list}");
+    assert_eq!(list["unrecorded"], 1, "{list}");
+    assert_eq!(list["jobs"][0]["reason"], Value::Null, "{list}");
+    assert!(
+        list["jobs"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("no record"),
+        "{list}"
+    );
+    let output = admin(&addr, &["buried", "--tube", "unrec"]).await;
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("1 without a failure record"),
+        "{}",
+        stdout(&output)
+    );
 }

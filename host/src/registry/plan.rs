@@ -232,6 +232,7 @@ mod tests {
         let on_disk: HashMap<_, _> = [
             seen("bad name", fp(10, 1)),
             seen("-dash", fp(10, 2)),
+            seen("beanbox.failures", fp(10, 6)),
             seen("big", fp(101, 3)),
             seen("fits", fp(100, 4)),
             seen("own", fp(150, 5)),
@@ -254,6 +255,7 @@ mod tests {
             [
                 ("-dash", &Refusal::Name),
                 ("bad name", &Refusal::Name),
+                ("beanbox.failures", &Refusal::Name),
                 (
                     "big",
                     &Refusal::Size {
