@@ -2,13 +2,12 @@
 //! it survives worker restarts and every worker's CLI and dashboard see it.
 //!
 //! The worker puts one small JSON record on the tube [`FAILURES_TUBE`]
-//! BEFORE it buries a job ([`write`]): a crash between the two leaves a
-//! stale record, never a buried job without one. A reader ([`read`])
+//! BEFORE it buries a job ([`write()`]): a crash between the two leaves a
+//! stale record, never a buried job without one. A reader ([`read()`])
 //! reserves every ready record, judges them against the jobs' states
 //! ([`judge`], pure), deletes the stale and duplicate ones and releases the
 //! rest. A reader that dies releases what it held (beanstalkd does, when
 //! the connection closes): no record is lost to a crash.
-
 //!
 //! - `record.rs`: the record, its format and version;
 //! - `write.rs`: the worker's writer;
