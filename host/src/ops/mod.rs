@@ -270,6 +270,17 @@ fn check_tube(tube: &str) -> Result<(), OpsError> {
 mod tests {
     use super::*;
 
+    /// The dashboard's HTTP handlers run these on a multi-threaded runtime.
+    #[test]
+    fn every_action_is_send() {
+        fn send<T: Send>(_: T) {}
+        send(tube_stats("a", None));
+        send(buried("a", "t", 1));
+        send(kick("a", "t", Kick::All));
+        send(delete("a", 1, false));
+        send(pause("a", "t", 1));
+    }
+
     #[test]
     fn errors_say_whose_fault_and_which_status() {
         let unreachable = OpsError::Unreachable {
