@@ -5,10 +5,14 @@
 //! - [`registry`] keeps the modules of a directory current (hot deploy).
 //! - [`config`] says which tenant runs what, under which limits and grants.
 //! - [`worker`] reserves jobs from beanstalkd and runs them in the sandbox.
+//! - [`metrics`] counts what the worker does; [`admin`] serves it (and the
+//!   dashboard) over HTTP.
 //! - [`commands`] are the `runner` subcommands.
 
+pub mod admin;
 pub mod commands;
 pub mod config;
+pub mod metrics;
 pub mod registry;
 pub mod sandbox;
 pub mod worker;
