@@ -8,21 +8,22 @@
 //! the module serving the tube, else [`UNKNOWN_TASK`].
 
 pub mod board;
+mod families;
 
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::config::Config;
 use crate::sandbox::Module;
 use board::{Board, FailedOutcome, FailureEntry, REASON_MAX_BYTES, TubeCounts, Usage};
+use families::{
+    Families, JobLabels, ModuleLabel, OutcomeLabel, TUBE_STATES, TaskLabels, TenantLabel,
+    TubeStateLabels,
+};
 
 /// The task label of a job whose task is not an export of its module (or
 /// whose body named none).
@@ -102,83 +103,9 @@ pub struct JobRecord<'a> {
     pub failure: Option<(&'a str, String)>,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobLabels {
-    tenant: String,
-    tube: String,
-    task: String,
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TaskLabels {
-    tenant: String,
-    tube: String,
-    task: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TenantLabel {
-    tenant: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModuleLabel {
-    module: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TubeStateLabels {
-    tube: String,
-    state: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
-}
-
-/// The `state` label values of `beanbox_tube_jobs`.
-const TUBE_STATES: [&str; 4] = ["ready", "reserved", "delayed", "buried"];
-
-type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
-
-/// Reserve-to-settle seconds: 1 ms to about 4 min.
-fn duration_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 19))
-}
-
-/// Fuel: a thousand to about 7e10 (the default budget is 1e10).
-fn fuel_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(1e3, 4.0, 14))
-}
-
-/// Peak linear memory: 64 KiB (one page) to 4 GiB.
-fn memory_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(65_536.0, 2.0, 17))
-}
-
-/// Load seconds: 10 ms to about 80 s.
-fn compile_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.01, 2.0, 14))
-}
-
 struct Inner {
     registry: Registry,
-    jobs: Family<JobLabels, Counter>,
-    duration: Histograms<TaskLabels>,
-    fuel: Histograms<TaskLabels>,
-    memory: Histograms<TaskLabels>,
-    instances_created: Family<TenantLabel, Counter>,
-    instances_reused: Family<TenantLabel, Counter>,
-    module_loads: Family<ModuleLabel, Counter>,
-    module_load_failures: Family<ModuleLabel, Counter>,
-    compile_seconds: Histograms<ModuleLabel>,
-    reconnects: Counter,
-    beanstalkd_up: Gauge<i64, AtomicI64>,
-    busy_slots: Family<TenantLabel, Gauge<i64, AtomicI64>>,
-    tube_jobs: Family<TubeStateLabels, Gauge<i64, AtomicI64>>,
-    failure_records: Family<OutcomeLabel, Counter>,
+    families: Families,
     board: Mutex<Board>,
     tenants: RwLock<Config>,
 }
@@ -205,111 +132,15 @@ impl Default for Metrics {
 impl Metrics {
     /// Every family, registered and empty.
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let jobs = Family::<JobLabels, Counter>::default();
-        let duration = Histograms::<TaskLabels>::new_with_constructor(duration_histogram);
-        let fuel = Histograms::<TaskLabels>::new_with_constructor(fuel_histogram);
-        let memory = Histograms::<TaskLabels>::new_with_constructor(memory_histogram);
-        let instances_created = Family::<TenantLabel, Counter>::default();
-        let instances_reused = Family::<TenantLabel, Counter>::default();
-        let module_loads = Family::<ModuleLabel, Counter>::default();
-        let module_load_failures = Family::<ModuleLabel, Counter>::default();
-        let compile_seconds = Histograms::<ModuleLabel>::new_with_constructor(compile_histogram);
-        let reconnects = Counter::default();
-        let beanstalkd_up = Gauge::<i64, AtomicI64>::default();
-        let busy_slots = Family::<TenantLabel, Gauge<i64, AtomicI64>>::default();
-        let tube_jobs = Family::<TubeStateLabels, Gauge<i64, AtomicI64>>::default();
-        let failure_records = Family::<OutcomeLabel, Counter>::default();
-        let r = &mut registry;
-        r.register(
-            "beanbox_jobs",
-            "Jobs settled, by tenant, tube, task and outcome (deleted, released, buried, handed_back)",
-            jobs.clone(),
-        );
-        r.register(
-            "beanbox_job_duration_seconds",
-            "Seconds from a job's reserve to its settling",
-            duration.clone(),
-        );
-        r.register(
-            "beanbox_job_fuel",
-            "Fuel a job's call burned",
-            fuel.clone(),
-        );
-        r.register(
-            "beanbox_job_memory_bytes",
-            "Peak linear memory of a job's call, in bytes",
-            memory.clone(),
-        );
-        r.register(
-            "beanbox_instances_created",
-            "Fresh instances a tenant's jobs ran in",
-            instances_created.clone(),
-        );
-        r.register(
-            "beanbox_instances_reused",
-            "Jobs a tenant ran in a kept instance",
-            instances_reused.clone(),
-        );
-        r.register(
-            "beanbox_module_loads",
-            "Module versions loaded",
-            module_loads.clone(),
-        );
-        r.register(
-            "beanbox_module_load_failures",
-            "Module versions that failed to load",
-            module_load_failures.clone(),
-        );
-        r.register(
-            "beanbox_module_compile_seconds",
-            "Seconds a module version took to load (compile, or read from the code cache)",
-            compile_seconds.clone(),
-        );
-        r.register(
-            "beanbox_reconnects",
-            "Slot connections to beanstalkd reopened after one was lost",
-            reconnects.clone(),
-        );
-        r.register(
-            "beanbox_beanstalkd_up",
-            "1 when the admin poller's beanstalkd connection works, else 0",
-            beanstalkd_up.clone(),
-        );
-        r.register(
-            "beanbox_busy_slots",
-            "A tenant's slots running a job now",
-            busy_slots.clone(),
-        );
-        r.register(
-            "beanbox_tube_jobs",
-            "Jobs in a served tube by state (ready, reserved, delayed, buried), polled every second",
-            tube_jobs.clone(),
-        );
-        r.register(
-            "beanbox_failure_records",
-            "Failure records put before burying a job: written or lost",
-            failure_records.clone(),
-        );
+        let (registry, families) = Families::register();
         Metrics {
             inner: Arc::new(Inner {
                 registry,
-                jobs,
-                duration,
-                fuel,
-                memory,
-                instances_created,
-                instances_reused,
-                module_loads,
-                module_load_failures,
-                compile_seconds,
-                reconnects,
-                beanstalkd_up,
-                busy_slots,
-                tube_jobs,
-                failure_records,
+                families,
                 board: Mutex::new(Board::default()),
-                tenants: RwLock::new(Config { tenants: Vec::new() }),
+                tenants: RwLock::new(Config {
+                    tenants: Vec::new(),
+                }),
             }),
         }
     }
@@ -326,7 +157,8 @@ impl Metrics {
     /// instance, its tenant's usage and, for a failure, the failures list.
     pub fn job_settled(&self, job: &JobRecord<'_>) {
         let i = &self.inner;
-        i.jobs
+        i.families
+            .jobs
             .get_or_create(&JobLabels {
                 tenant: job.tenant.to_string(),
                 tube: job.tube.to_string(),
@@ -339,9 +171,16 @@ impl Metrics {
             tube: job.tube.to_string(),
             task: job.task.to_string(),
         };
-        i.duration.get_or_create(&labels).observe(job.seconds);
-        i.fuel.get_or_create(&labels).observe(job.fuel as f64);
-        i.memory
+        i.families
+            .duration
+            .get_or_create(&labels)
+            .observe(job.seconds);
+        i.families
+            .fuel
+            .get_or_create(&labels)
+            .observe(job.fuel as f64);
+        i.families
+            .memory
             .get_or_create(&labels)
             .observe(job.memory_peak as f64);
         let tenant = TenantLabel {
@@ -350,10 +189,10 @@ impl Metrics {
         match job.instance_jobs {
             0 => {}
             1 => {
-                i.instances_created.get_or_create(&tenant).inc();
+                i.families.instances_created.get_or_create(&tenant).inc();
             }
             _ => {
-                i.instances_reused.get_or_create(&tenant).inc();
+                i.families.instances_reused.get_or_create(&tenant).inc();
             }
         }
         let failed = match job.outcome {
@@ -385,6 +224,7 @@ impl Metrics {
     /// Records a job left for beanstalkd to hand out again.
     pub fn job_handed_back(&self, tenant: &str, tube: &str, task: &str) {
         self.inner
+            .families
             .jobs
             .get_or_create(&JobLabels {
                 tenant: tenant.to_string(),
@@ -399,6 +239,7 @@ impl Metrics {
     pub fn busy(&self, tenant: &str) -> BusyGuard {
         let gauge = self
             .inner
+            .families
             .busy_slots
             .get_or_create(&TenantLabel {
                 tenant: tenant.to_string(),
@@ -414,6 +255,7 @@ impl Metrics {
             tenant: tenant.to_string(),
         };
         self.inner
+            .families
             .busy_slots
             .get(&label)
             .map_or(0, |g| u64::try_from(g.get()).unwrap_or(0))
@@ -421,7 +263,7 @@ impl Metrics {
 
     /// Counts a slot connection reopened after one was lost.
     pub fn reconnected(&self) {
-        self.inner.reconnects.inc();
+        self.inner.families.reconnects.inc();
     }
 
     /// Records a module version loaded in `seconds`.
@@ -429,8 +271,9 @@ impl Metrics {
         let label = ModuleLabel {
             module: module.to_string(),
         };
-        self.inner.module_loads.get_or_create(&label).inc();
+        self.inner.families.module_loads.get_or_create(&label).inc();
         self.inner
+            .families
             .compile_seconds
             .get_or_create(&label)
             .observe(seconds);
@@ -441,7 +284,11 @@ impl Metrics {
         let label = ModuleLabel {
             module: module.to_string(),
         };
-        self.inner.module_load_failures.get_or_create(&label).inc();
+        self.inner
+            .families
+            .module_load_failures
+            .get_or_create(&label)
+            .inc();
     }
 
     /// Records what a failure record put came to.
@@ -451,6 +298,7 @@ impl Metrics {
             RecordOutcome::Lost => "lost",
         };
         self.inner
+            .families
             .failure_records
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
@@ -458,12 +306,12 @@ impl Metrics {
 
     /// Sets whether the admin poller reaches beanstalkd.
     pub fn set_beanstalkd_up(&self, up: bool) {
-        self.inner.beanstalkd_up.set(i64::from(up));
+        self.inner.families.beanstalkd_up.set(i64::from(up));
     }
 
     /// Whether the admin poller last reached beanstalkd.
     pub fn beanstalkd_up(&self) -> bool {
-        self.inner.beanstalkd_up.get() == 1
+        self.inner.families.beanstalkd_up.get() == 1
     }
 
     /// Records a poll of a served tube at `at` (Unix seconds): its counts
@@ -472,6 +320,7 @@ impl Metrics {
         let counted = [counts.ready, counts.reserved, counts.delayed, counts.buried];
         for (state, n) in TUBE_STATES.into_iter().zip(counted) {
             self.inner
+                .families
                 .tube_jobs
                 .get_or_create(&TubeStateLabels {
                     tube: tube.to_string(),
@@ -495,7 +344,7 @@ impl Metrics {
             .flat_map(|t| t.tubes().map(str::to_string))
             .collect();
         for labels in self.tube_labels_gone(&served) {
-            self.inner.tube_jobs.remove(&labels);
+            self.inner.families.tube_jobs.remove(&labels);
         }
         self.board().retain_tubes(&served);
         *self.inner.tenants.write().expect("metrics lock poisoned") = config.clone();
@@ -547,7 +396,13 @@ impl Metrics {
             tubes: board
                 .tubes
                 .iter()
-                .map(|(t, (counts, rates))| (t.clone(), (*counts, rates.samples())))
+                .map(|(t, (counts, rates))| {
+                    let snapshot = TubeSnapshot {
+                        counts: *counts,
+                        rate: rates.samples(),
+                    };
+                    (t.clone(), snapshot)
+                })
                 .collect(),
         }
     }
@@ -566,7 +421,16 @@ pub struct BoardSnapshot {
     pub failures: Vec<FailureEntry>,
     /// Per polled tube: its last counts (`None` before the first poll) and
     /// `(Unix s, jobs/s)` samples, oldest first.
-    pub tubes: std::collections::BTreeMap<String, (Option<TubeCounts>, Vec<(u64, f64)>)>,
+    pub tubes: std::collections::BTreeMap<String, TubeSnapshot>,
+}
+
+/// One polled tube in a [`BoardSnapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct TubeSnapshot {
+    /// Its last counts; `None` before the first poll.
+    pub counts: Option<TubeCounts>,
+    /// `(Unix s, finished jobs/s)`, oldest first.
+    pub rate: Vec<(u64, f64)>,
 }
 
 /// One busy slot of a tenant ([`Metrics::busy`]); dropping it frees it.
@@ -620,7 +484,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"beanbox_job_duration_seconds_count{tenant="acme",tube="t",task="fail"} 2"#),
+            text.contains(
+                r#"beanbox_job_duration_seconds_count{tenant="acme",tube="t",task="fail"} 2"#
+            ),
             "{text}"
         );
         assert!(text.contains(r#"beanbox_instances_created_total{tenant="acme"} 1"#));
@@ -660,7 +526,9 @@ mod tests {
             m.encode()
                 .contains(r#"beanbox_tube_jobs{tube="old",state="buried"} 3"#)
         );
-        m.set_tenants(&Config { tenants: Vec::new() });
+        m.set_tenants(&Config {
+            tenants: Vec::new(),
+        });
         assert!(!m.encode().contains(r#"tube="old""#));
         assert!(m.board_snapshot().tubes.is_empty());
     }

@@ -50,7 +50,14 @@ async fn metrics_readiness_and_state_tell_what_the_worker_did() {
     let mut server = Beanstalkd::start();
     let addr = server.addr();
     let admin = free_addr();
-    let args = ["--max-attempts", "1", "--concurrency", "2", "--admin", &admin];
+    let args = [
+        "--max-attempts",
+        "1",
+        "--concurrency",
+        "2",
+        "--admin",
+        &admin,
+    ];
     let mut worker = Worker::start(&addr, &[("m", "hello")], &args);
     worker.wait_ready(&addr, "m", 2).await;
     let health = get(&admin, "/healthz");
@@ -78,7 +85,11 @@ async fn metrics_readiness_and_state_tell_what_the_worker_did() {
     let labels = |task| [("tenant", "m"), ("tube", "m"), ("task", task)];
     let samples = eventually(Duration::from_secs(5), "23 jobs in /metrics", async || {
         let samples = scrape(&admin);
-        let n = value(&samples, "beanbox_job_duration_seconds_count", &[("tube", "m")]);
+        let n = value(
+            &samples,
+            "beanbox_job_duration_seconds_count",
+            &[("tube", "m")],
+        );
         (n >= 23.0).then_some(samples)
     })
     .await;
@@ -97,29 +108,51 @@ async fn metrics_readiness_and_state_tell_what_the_worker_did() {
     ] {
         let count = format!("{family}_count");
         let sum = format!("{family}_sum");
-        let n = value(&samples, &count, &labels("task-one")) + value(&samples, &count, &labels("fail"));
+        let n =
+            value(&samples, &count, &labels("task-one")) + value(&samples, &count, &labels("fail"));
         assert_eq!(n, 23.0, "{count}");
         for task in ["task-one", "fail"] {
-            assert!(value(&samples, &sum, &labels(task)) > 0.0, "{sum} of {task}");
+            assert!(
+                value(&samples, &sum, &labels(task)) > 0.0,
+                "{sum} of {task}"
+            );
         }
     }
-    let histogram = samples
-        .iter()
-        .find(|s| s.metric == "beanbox_job_memory_bytes" && s.labels.get("task") == Some("task-one"));
+    let histogram = samples.iter().find(|s| {
+        s.metric == "beanbox_job_memory_bytes" && s.labels.get("task") == Some("task-one")
+    });
     assert!(
         matches!(histogram.map(|s| &s.value), Some(Prom::Histogram(b)) if !b.is_empty()),
         "memory buckets: {histogram:?}"
     );
     let tenant = [("tenant", "m")];
-    assert_eq!(value(&samples, "beanbox_instances_created_total", &tenant), 23.0);
-    assert_eq!(value(&samples, "beanbox_instances_reused_total", &tenant), 0.0);
-    assert_eq!(value(&samples, "beanbox_module_loads_total", &[("module", "m")]), 1.0);
-    assert_eq!(value(&samples, "beanbox_module_compile_seconds_count", &[("module", "m")]), 1.0);
+    assert_eq!(
+        value(&samples, "beanbox_instances_created_total", &tenant),
+        23.0
+    );
+    assert_eq!(
+        value(&samples, "beanbox_instances_reused_total", &tenant),
+        0.0
+    );
+    assert_eq!(
+        value(&samples, "beanbox_module_loads_total", &[("module", "m")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "beanbox_module_compile_seconds_count",
+            &[("module", "m")]
+        ),
+        1.0
+    );
     assert_eq!(value(&samples, "beanbox_beanstalkd_up", &[]), 1.0);
     let buried = [("tube", "m"), ("state", "buried")];
-    eventually(Duration::from_secs(5), "3 buried in beanbox_tube_jobs", async || {
-        (value(&scrape(&admin), "beanbox_tube_jobs", &buried) == 3.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "3 buried in beanbox_tube_jobs",
+        async || (value(&scrape(&admin), "beanbox_tube_jobs", &buried) == 3.0).then_some(()),
+    )
     .await;
 
     // /api/state: the tube, the tenant, the module and the 3 failures.
@@ -130,10 +163,16 @@ async fn metrics_readiness_and_state_tell_what_the_worker_did() {
     assert_eq!(state["tubes"][0]["tube"], "m");
     assert_eq!(state["tubes"][0]["buried"], 3);
     let tenant = &state["tenants"][0];
-    assert_eq!((tenant["name"].as_str(), tenant["slots"].as_u64()), (Some("m"), Some(2)));
+    assert_eq!(
+        (tenant["name"].as_str(), tenant["slots"].as_u64()),
+        (Some("m"), Some(2))
+    );
     assert_eq!(tenant["used"]["jobs"], 23);
     assert!(tenant["used"]["fuel"].as_u64() > Some(0), "{tenant}");
-    assert!(tenant["used"]["memory_peak_bytes"].as_u64() > Some(0), "{tenant}");
+    assert!(
+        tenant["used"]["memory_peak_bytes"].as_u64() > Some(0),
+        "{tenant}"
+    );
     let module = &state["modules"][0];
     assert_eq!(module["name"], "m");
     assert_eq!(module["hash"].as_str().map(str::len), Some(64), "{module}");
@@ -141,8 +180,14 @@ async fn metrics_readiness_and_state_tell_what_the_worker_did() {
     let failures = state["failures"].as_array().expect("failures");
     assert_eq!(failures.len(), 3, "{failures:?}");
     for f in failures {
-        assert_eq!((f["tube"].as_str(), f["task"].as_str()), (Some("m"), Some("fail")));
-        assert_eq!((f["kind"].as_str(), f["outcome"].as_str()), (Some("guest-error"), Some("buried")));
+        assert_eq!(
+            (f["tube"].as_str(), f["task"].as_str()),
+            (Some("m"), Some("fail"))
+        );
+        assert_eq!(
+            (f["kind"].as_str(), f["outcome"].as_str()),
+            (Some("guest-error"), Some("buried"))
+        );
         assert!(f["reason"].as_str().unwrap().contains("boom"), "{f}");
         assert!(failed.contains(&f["job"].as_u64().unwrap()), "{f}");
     }
@@ -150,19 +195,27 @@ async fn metrics_readiness_and_state_tell_what_the_worker_did() {
     // A task the module does not export is counted as `unknown`.
     let stray = put(&mut producer, "m", "no-such-task", json!({}), None).await;
     wait_state(&mut client, stray, JobState::Buried).await;
-    eventually(Duration::from_secs(5), "the stray job in /metrics", async || {
-        let samples = scrape(&admin);
-        let mut l = labels("unknown").to_vec();
-        l.push(("outcome", "buried"));
-        (value(&samples, "beanbox_jobs_total", &l) == 1.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the stray job in /metrics",
+        async || {
+            let samples = scrape(&admin);
+            let mut l = labels("unknown").to_vec();
+            l.push(("outcome", "buried"));
+            (value(&samples, "beanbox_jobs_total", &l) == 1.0).then_some(())
+        },
+    )
     .await;
     assert!(!get(&admin, "/metrics").body.contains("no-such-task"));
 
     // /readyz follows beanstalkd: gone within 5 s, back once it is.
     server.kill();
     let down = answers(&admin, "/readyz", 503, Duration::from_secs(5)).await;
-    assert!(down.body.contains("unreachable") && down.body.contains(&addr), "{}", down.body);
+    assert!(
+        down.body.contains("unreachable") && down.body.contains(&addr),
+        "{}",
+        down.body
+    );
     server.restart();
     answers(&admin, "/readyz", 200, Duration::from_secs(10)).await;
     assert!(worker.is_running());
@@ -179,7 +232,10 @@ async fn an_admin_address_that_cannot_be_listened_on_stops_the_worker_at_start()
         let status = worker.exits_within(Duration::from_secs(20)).await;
         assert_eq!(status.code(), Some(1), "{}", worker.log());
         let log = worker.log();
-        let error = log.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+        let error = log
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default();
         assert!(error.contains(&format!("--admin {bad}")), "{log}");
     }
 }

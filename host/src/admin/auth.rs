@@ -82,7 +82,10 @@ pub fn check(configured: Option<&str>, header: Option<&str>) -> Result<(), Denie
 /// Constant-time equality of the SHA-256 digests of `a` and `b`.
 fn same(a: &[u8], b: &[u8]) -> bool {
     let (a, b) = (Sha256::digest(a), Sha256::digest(b));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Proof that a request carried the configured token. A POST handler takes

@@ -66,7 +66,10 @@ pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
 /// When the listener's address cannot be read.
 pub fn spawn(listener: TcpListener, config: AdminConfig) -> anyhow::Result<SocketAddr> {
     let local = listener.local_addr()?;
-    tokio::spawn(poller::run(config.beanstalkd.clone(), config.metrics.clone()));
+    tokio::spawn(poller::run(
+        config.beanstalkd.clone(),
+        config.metrics.clone(),
+    ));
     let app = router(AdminState::new(config));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -65,7 +65,9 @@ async fn poll(client: &mut Option<Client>, addr: &str, metrics: &Metrics) -> boo
         match tokio::time::timeout(PATIENCE, c.stats_tube(&tube)).await {
             Ok(Ok(stats)) => metrics.tube_polled(&tube, counts(&stats), stats.cmd_delete, at),
             // No job and no watcher yet: the tube does not exist.
-            Ok(Err(e)) if e.is_not_found() => metrics.tube_polled(&tube, TubeCounts::default(), 0, at),
+            Ok(Err(e)) if e.is_not_found() => {
+                metrics.tube_polled(&tube, TubeCounts::default(), 0, at)
+            }
             _ => return false,
         }
     }

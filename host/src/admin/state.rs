@@ -113,11 +113,11 @@ pub fn state(inputs: Inputs<'_>) -> State {
         .iter()
         .flat_map(|t| t.tubes())
         .map(|tube| {
-            let (counts, rate) = board.tubes.remove(tube).unwrap_or_default();
+            let polled = board.tubes.remove(tube).unwrap_or_default();
             TubeView {
                 tube: tube.to_string(),
-                counts: counts.unwrap_or_default(),
-                rate,
+                counts: polled.counts.unwrap_or_default(),
+                rate: polled.rate,
             }
         })
         .collect();

@@ -91,7 +91,12 @@ pub struct WorkerArgs {
     pub admin: Option<String>,
     /// The bearer token the admin listener's actions (kick, delete, pause)
     /// need; without it the listener is read-only.
-    #[arg(long, value_name = "TOKEN", env = "BEANBOX_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "BEANBOX_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -195,8 +200,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let metrics = Metrics::new();
         let sandbox = Sandbox::new()?.with_max_module_bytes(args.max_module_mb << 20);
         let cache = open_cache(&args)?;
-        let registry =
-            Registry::open_with_metrics(&args.modules, sandbox, cache, metrics.clone())?;
+        let registry = Registry::open_with_metrics(&args.modules, sandbox, cache, metrics.clone())?;
         // A bad config is refused at start, naming file, line and key,
         // before any module is compiled.
         let config = tenants.resolve(&registry)?;
@@ -213,7 +217,11 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                     beanstalkd: args.beanstalkd.clone(),
                     metrics: metrics.clone(),
                     registry: registry.clone(),
-                    modules_at_start: if serve_all { registry.on_disk() } else { Vec::new() },
+                    modules_at_start: if serve_all {
+                        registry.on_disk()
+                    } else {
+                        Vec::new()
+                    },
                 },
             )?;
         }

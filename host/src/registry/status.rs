@@ -45,6 +45,10 @@ mod tests {
         status.loaded("ab".into(), 10, 0.5);
         assert_eq!(status.error, None);
         status.error = Some("newer version broken".into());
-        assert_eq!(status.hash.as_deref(), Some("ab"), "the old version still serves");
+        assert_eq!(
+            status.hash.as_deref(),
+            Some("ab"),
+            "the old version still serves"
+        );
     }
 }

@@ -520,7 +520,11 @@ impl Module {
     /// The SHA-256 of the component's bytes, as 64 hex digits: which
     /// version of the module this is.
     pub fn content_hash(&self) -> String {
-        self.inner.sha256.iter().map(|b| format!("{b:02x}")).collect()
+        self.inner
+            .sha256
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Every callable export.

@@ -302,7 +302,8 @@ impl Sandbox {
                 Lookup::Refused(refusal) => Some(refusal),
                 Lookup::Found(entry) => match deserialize(&self.engine, &entry[HEADER_LEN..]) {
                     Ok(component) => {
-                        let module = self.prepare(component, &name, Some(key), super::sha256(&wasm))?;
+                        let module =
+                            self.prepare(component, &name, Some(key), super::sha256(&wasm))?;
                         tracing::info!(
                             module = %name,
                             %key,
