@@ -8,11 +8,15 @@
 //! - [`failures`] keeps why each buried job failed on beanstalkd.
 //! - [`ops`] are the operator's actions (stats, buried, kick, delete,
 //!   pause) shared by the admin CLI and the dashboard.
+//! - [`metrics`] counts what the worker does; [`admin`] serves it (and the
+//!   dashboard) over HTTP.
 //! - [`commands`] are the `runner` subcommands.
 
+pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod failures;
+pub mod metrics;
 pub mod ops;
 pub mod registry;
 pub mod sandbox;

@@ -3,6 +3,7 @@
 //! One test binary for the crate; each module below is one area.
 
 mod deploy_support;
+mod http_support;
 mod support;
 mod worker_support;
 
@@ -19,6 +20,7 @@ mod hostile_jobs;
 mod javascript;
 mod limits;
 mod loading;
+mod metrics;
 mod put;
 mod python;
 mod python_worker;

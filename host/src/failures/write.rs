@@ -44,8 +44,6 @@ pub async fn write(client: &mut Client, record: &FailureRecord) -> beanbox_queue
             &record.encode(),
         )
         .await;
-    // The one place a record's fate is known: count it here
-    // (`beanbox_failure_records_total{outcome="written"|"lost"}`).
     match put {
         Ok(id) => Ok(Written::Written(id)),
         Err(e) if e.is_connection_error() => Err(e),

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::conn::Conn;
 use super::guest::GuestCall;
+use super::observe;
 use super::reply::{self, Delivery};
 use super::settle::{self, Action, Failure, Policy};
 use super::slot::SlotContext;
@@ -83,6 +84,7 @@ pub(super) async fn handle(
                 job: &job,
                 tube: &tube,
                 task: "",
+                label: crate::metrics::UNKNOWN_TASK.to_string(),
                 reply_to: Envelope::reply_to_of(&job.body),
                 result: Err(Failure::BadEnvelope(e)),
                 outcome: None,
@@ -96,7 +98,10 @@ pub(super) async fn handle(
     };
     let task = envelope.task.as_str();
     let module = deployed(ctx, conn, &job, &route.module, task, &mut stats, phase).await?;
+    // Bounded: an export of the module, else `unknown`.
+    let label = crate::metrics::task_label(module.as_ref(), task);
     let Some(module) = module else {
+        observe::handed_back(ctx, &tube, &label);
         return Ok(gone(&job, &tube));
     };
     // Moved into the call, not copied: nothing after it reads them.
@@ -112,6 +117,7 @@ pub(super) async fn handle(
         started: Instant::now(),
     };
     let Some(mut outcome) = run(ctx, conn, kept, call, &mut stats, phase).await? else {
+        observe::handed_back(ctx, &tube, &label);
         return Ok(hand_back(&job, &tube, task));
     };
     let result = std::mem::replace(&mut outcome.result, Ok(Value::Null)).map_err(Failure::Call);
@@ -119,6 +125,7 @@ pub(super) async fn handle(
         job: &job,
         tube: &tube,
         task: &envelope.task,
+        label,
         reply_to: envelope.reply_to.clone(),
         result,
         outcome: Some(&outcome),
@@ -314,6 +321,8 @@ struct Ending<'a> {
     job: &'a Job,
     tube: &'a str,
     task: &'a str,
+    /// The task's metrics label ([`crate::metrics::task_label`]).
+    label: String,
     reply_to: Option<String>,
     result: Result<Value, Failure>,
     /// The call's outcome; `None` when there was no call (bad envelope).
@@ -336,6 +345,7 @@ async fn settle(
         job,
         tube,
         task,
+        label,
         reply_to,
         mut result,
         outcome,
@@ -418,7 +428,9 @@ async fn settle(
                     reason: &failure.to_string(),
                 };
                 let record = FailureRecord::new(failed);
-                extras.record = Some(failures::write(&mut conn.client, &record).await?);
+                let written = failures::write(&mut conn.client, &record).await?;
+                observe::record_written(ctx, &written);
+                extras.record = Some(written);
             }
             let pri = stats
                 .as_ref()
@@ -439,6 +451,15 @@ async fn settle(
     }
     // 0 only when the statistics could not be had (the job vanished).
     let attempt = stats.as_ref().map_or(0, attempt_of);
+    let settled = observe::Settled {
+        id: job.id,
+        tube,
+        label: &label,
+        action,
+        attempt,
+        started,
+    };
+    observe::settled(ctx, &settled, &result, outcome);
     log_finished(
         job.id,
         tube,
