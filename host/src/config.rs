@@ -137,6 +137,7 @@ pub struct Route {
     pub module: String,
 }
 
+use crate::failures::FAILURES_TUBE;
 pub use crate::sandbox::{DirGrant, Grants};
 
 /// The tubes a tenant's tasks may put follow-up jobs on.
@@ -149,8 +150,12 @@ pub enum PutTubes {
 }
 
 impl PutTubes {
-    /// Whether a task may put a job on `tube`.
+    /// Whether a task may put a job on `tube`. Never on the failure
+    /// records' tube, not even with `*`: no task forges a record.
     pub fn allows(&self, tube: &str) -> bool {
+        if tube == FAILURES_TUBE {
+            return false;
+        }
         match self {
             PutTubes::Any => true,
             PutTubes::Only(tubes) => tubes.iter().any(|t| t == tube),
@@ -657,6 +662,9 @@ fn check_tenant(
     };
     let mut routes = Vec::new();
     let mut serve = |tube: &Spanned<String>, module: &str, tube_key: String| {
+        if tube.get_ref() == FAILURES_TUBE {
+            return Err(src.at(tube, tube_key, reserved_tube()));
+        }
         if let Some((owner, by)) = tube_owner.get(tube.get_ref()) {
             let whose = if owner == tenant {
                 "this tenant".to_string()
@@ -742,6 +750,9 @@ fn check_tenant(
                         bad_tube(tube.get_ref()),
                     )
                 })?;
+                if tube.get_ref() == FAILURES_TUBE {
+                    return Err(src.at(tube, key(&format!("put_tubes[{i}]")), reserved_tube()));
+                }
                 if !only.contains(tube.get_ref()) {
                     only.push(tube.get_ref().clone());
                 }
@@ -916,6 +927,14 @@ fn check_module_name(name: &str) -> Result<(), String> {
 fn bad_tube(tube: &str) -> String {
     let shown: String = tube.chars().take(64).collect();
     format!("`{shown}` cannot be a tube: {}", bad_tube_rule())
+}
+
+/// Why [`FAILURES_TUBE`] cannot be a tenant's tube.
+pub fn reserved_tube() -> String {
+    format!(
+        "`{FAILURES_TUBE}` is beanbox's own tube (it holds why buried jobs failed); \
+         a tenant cannot serve or put on it: pick another tube name"
+    )
 }
 
 fn bad_tube_rule() -> &'static str {
@@ -1672,6 +1691,32 @@ put_tubes = ["*"]
             "tenants.a.tubes.y",
             "tube `y` is already served by module `y` of this tenant",
         );
+    }
+
+    #[test]
+    fn rejects_the_failure_records_tube() {
+        let words = "`beanbox.failures` is beanbox's own tube";
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\"]\ntubes = { \"beanbox.failures\" = \"x\" }\n",
+            3,
+            "tenants.a.tubes.\"beanbox.failures\"",
+            words,
+        );
+        assert_error(
+            "[tenants.a]\nmodules = [\"beanbox.failures\"]\n",
+            2,
+            "tenants.a.modules[0]",
+            words,
+        );
+        assert_error(
+            "[tenants.a]\nmodules = [\"x\"]\nput_tubes = [\"beanbox.failures\"]\n",
+            3,
+            "tenants.a.put_tubes[0]",
+            words,
+        );
+        // Not even with `*`.
+        assert!(!PutTubes::Any.allows(FAILURES_TUBE));
+        assert!(PutTubes::Any.allows("results"));
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //!
 //! - [`disk`] lists the directory and fingerprints file versions by `stat`.
 //! - [`plan`] decides what a scan does, and whether a module is pending.
+//! - [`status`] is what the dashboard shows of each module.
 
 mod cache_keys;
 mod disk;
 mod plan;
+mod status;
+
+pub use status::ModuleStatus;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::metrics::{Metrics, unix_now};
 use crate::sandbox::{CacheKey, CodeCache, LoadError, Module, Sandbox};
 use cache_keys::CacheKeys;
 use disk::{Fingerprint, Seen};
@@ -36,6 +41,8 @@ struct State {
     loaded: HashMap<String, (Module, Fingerprint)>,
     /// Versions that were refused: not retried until the file changes.
     failed: HashMap<String, (Fingerprint, Refusal)>,
+    /// What the dashboard shows, per module on disk or loaded.
+    status: HashMap<String, ModuleStatus>,
 }
 
 struct Inner {
@@ -51,6 +58,8 @@ struct Inner {
     /// The inotify watcher, once started, and the directories it watches.
     watching: Mutex<Option<(notify::RecommendedWatcher, HashSet<PathBuf>)>>,
     generation: watch::Sender<u64>,
+    /// Loads, load failures and load seconds are recorded here.
+    metrics: Metrics,
 }
 
 /// The modules of a directory, kept current. Cheap to clone.
@@ -83,6 +92,20 @@ impl Registry {
         sandbox: Sandbox,
         cache: Option<CodeCache>,
     ) -> anyhow::Result<Registry> {
+        Registry::open_with_metrics(dir, sandbox, cache, Metrics::new())
+    }
+
+    /// [`Registry::open`], recording module loads into `metrics`.
+    ///
+    /// # Errors
+    ///
+    /// When `dir` cannot be read.
+    pub fn open_with_metrics(
+        dir: &Path,
+        sandbox: Sandbox,
+        cache: Option<CodeCache>,
+        metrics: Metrics,
+    ) -> anyhow::Result<Registry> {
         std::fs::read_dir(dir).map_err(|e| {
             anyhow::anyhow!("cannot read the modules directory {}: {e}", dir.display())
         })?;
@@ -101,6 +124,7 @@ impl Registry {
                 own_dirs: RwLock::new(HashMap::new()),
                 watching: Mutex::new(None),
                 generation: watch::Sender::new(0),
+                metrics,
             }),
         })
     }
@@ -128,6 +152,31 @@ impl Registry {
     pub fn names(&self) -> Vec<String> {
         let state = self.inner.state.read().expect("registry lock poisoned");
         let mut names: Vec<String> = state.loaded.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Every module on disk or loaded, with its serving version's hash, load
+    /// time and last load error, sorted by name (for the dashboard).
+    pub fn modules(&self) -> Vec<ModuleStatus> {
+        let state = self.inner.state.read().expect("registry lock poisoned");
+        let mut modules: Vec<ModuleStatus> = state.status.values().cloned().collect();
+        modules.sort_by(|a, b| a.name.cmp(&b.name));
+        modules
+    }
+
+    /// The names of the module files on disk now (valid names only), sorted:
+    /// what a worker without a config waits for before it is ready.
+    pub fn on_disk(&self) -> Vec<String> {
+        let own = self
+            .inner
+            .own_dirs
+            .read()
+            .expect("registry lock poisoned")
+            .clone();
+        let mut names: Vec<String> = disk::scan(&self.inner.dir, &own)
+            .map(|found| found.into_keys().filter(|n| plan::valid_name(n)).collect())
+            .unwrap_or_default();
         names.sort();
         names
     }
@@ -249,10 +298,13 @@ impl Registry {
             let mut state = self.inner.state.write().expect("registry lock poisoned");
             for name in &todo.gone {
                 state.loaded.remove(name);
+                state.status.remove(name);
                 tracing::warn!(module = %name, "module removed: its tubes are no longer served; their jobs stay queued");
                 removed = true;
             }
             state.failed.retain(|n, _| on_disk.contains_key(n));
+            let State { loaded, status, .. } = &mut *state;
+            status.retain(|n, _| on_disk.contains_key(n) || loaded.contains_key(n));
             for (name, seen, refusal) in todo.refuse {
                 refuse(&mut state, name, &seen, refusal);
             }
@@ -296,6 +348,15 @@ impl Registry {
         let mut state = self.inner.state.write().expect("registry lock poisoned");
         match loaded {
             Ok(module) => {
+                self.inner.metrics.module_loaded(&name, secs);
+                state
+                    .status
+                    .entry(name.clone())
+                    .or_insert_with(|| ModuleStatus {
+                        name: name.clone(),
+                        ..ModuleStatus::default()
+                    })
+                    .loaded(module.content_hash(), unix_now(), secs);
                 let replaced = state
                     .loaded
                     .insert(name.clone(), (module, seen.fp))
@@ -310,10 +371,12 @@ impl Registry {
                 true
             }
             Err(LoadError::TooBig { size, limit, .. }) => {
+                self.inner.metrics.module_load_failed(&name);
                 refuse(&mut state, name, seen, Refusal::Size { size, limit });
                 false
             }
             Err(e) => {
+                self.inner.metrics.module_load_failed(&name);
                 refuse(&mut state, name, seen, Refusal::Load(e.to_string()));
                 false
             }
@@ -449,6 +512,16 @@ fn refuse(state: &mut State, name: String, seen: &Seen, refusal: Refusal) {
         Refusal::Name | Refusal::Size { .. } => {
             tracing::warn!(module = %name, path = %path, reason = %refusal, "module refused; {serving}");
         }
+    }
+    if refusal != Refusal::Name {
+        state
+            .status
+            .entry(name.clone())
+            .or_insert_with(|| ModuleStatus {
+                name: name.clone(),
+                ..ModuleStatus::default()
+            })
+            .error = Some(refusal.to_string());
     }
     state.failed.insert(name, (seen.fp, refusal));
 }

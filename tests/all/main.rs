@@ -4,9 +4,11 @@
 
 mod browser_support;
 mod deploy_support;
+mod http_support;
 mod support;
 mod worker_support;
 
+mod admin_cli;
 mod budgets;
 mod cache;
 mod cache_worker;
@@ -20,6 +22,7 @@ mod hostile_jobs;
 mod javascript;
 mod limits;
 mod loading;
+mod metrics;
 mod put;
 mod python;
 mod python_worker;

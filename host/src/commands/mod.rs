@@ -1,6 +1,7 @@
 //! The `runner` subcommands, one file each, and what they share: the clap
 //! root, logging set-up, limit flags and exit codes.
 
+mod admin;
 mod call;
 mod inspect;
 mod put;
@@ -92,6 +93,21 @@ pub enum Command {
     /// Put a job on a tube; with --wait, print its result.
     #[command(after_help = put::AFTER_HELP)]
     Put(put::PutArgs),
+    /// Show each tube's job counts (ready, reserved, delayed, buried, paused).
+    #[command(after_help = admin::STATS_HELP)]
+    Stats(admin::StatsArgs),
+    /// List a tube's buried jobs with why they failed.
+    #[command(after_help = admin::BURIED_HELP)]
+    Buried(admin::BuriedArgs),
+    /// Retry buried jobs with a fresh attempt budget.
+    #[command(after_help = admin::KICK_HELP)]
+    Kick(admin::KickArgs),
+    /// Delete a buried or delayed job (and its failure record).
+    #[command(after_help = admin::DELETE_HELP)]
+    Delete(admin::DeleteArgs),
+    /// Pause a tube for some seconds.
+    #[command(after_help = admin::PAUSE_HELP)]
+    Pause(admin::PauseArgs),
 }
 
 /// Limit flags shared by the commands that run tasks.
@@ -240,6 +256,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Call(args)) => call::execute(args),
         Some(Command::Inspect(args)) => inspect::execute(args),
         Some(Command::Put(args)) => put::execute(args),
+        Some(Command::Stats(args)) => admin::stats(args),
+        Some(Command::Buried(args)) => admin::buried(args),
+        Some(Command::Kick(args)) => admin::kick(args),
+        Some(Command::Delete(args)) => admin::delete(args),
+        Some(Command::Pause(args)) => admin::pause(args),
         None => worker::execute(cli.worker),
     }
 }

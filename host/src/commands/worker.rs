@@ -11,7 +11,9 @@ use clap::Args;
 use tokio::sync::{mpsc, watch};
 
 use super::LimitArgs;
+use crate::admin::{self, AdminConfig};
 use crate::config::{Defaults, PutTubes};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::sandbox::{CodeCache, Sandbox};
 use crate::worker::{self, Phase, Tenants, WorkerConfig};
@@ -82,6 +84,20 @@ pub struct WorkerArgs {
     /// says otherwise; a bigger file is refused before it is read.
     #[arg(long, value_name = "MIB", default_value_t = crate::sandbox::DEFAULT_MAX_MODULE_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_module_mb: u64,
+    /// Serve Prometheus metrics (/metrics), health and readiness checks
+    /// (/healthz, /readyz) and the dashboard (/) on this address. Off by
+    /// default; keep it on loopback (e.g. 127.0.0.1:9100) or behind a proxy.
+    #[arg(long, value_name = "HOST:PORT", env = "BEANBOX_ADMIN")]
+    pub admin: Option<String>,
+    /// The bearer token the admin listener's actions (kick, delete, pause)
+    /// need; without it the listener is read-only.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "BEANBOX_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -108,7 +124,10 @@ with backoff until --max-attempts, then buried; a bad envelope, unknown task,
 bad kwargs, or fuel/memory/output limit is buried at once. A job is never
 deleted unless it succeeded, and a reply never decides its fate: one too big
 for beanstalkd becomes a `reply-too-big` error, one refused is logged as
-lost. A job for a task only a version being deployed has waits for it.";
+lost. A job for a task only a version being deployed has waits for it.
+Before it buries a job the worker puts why on the tube beanbox.failures
+(`runner buried --tube T` shows it; `runner kick` retries with a fresh
+attempt budget).";
 
 /// Runs the worker.
 ///
@@ -129,6 +148,9 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     for tube in &args.tubes {
         beanbox_queue::beanstalk::proto::validate_tube(tube)
             .map_err(|e| anyhow::anyhow!("`{tube}` cannot be a tube: {e}"))?;
+        if tube == crate::failures::FAILURES_TUBE {
+            anyhow::bail!("--tube: {}", crate::config::reserved_tube());
+        }
     }
     let defaults = Defaults {
         limits,
@@ -176,13 +198,39 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     let guest_handle = guests.handle().clone();
     runtime.block_on(async move {
+        // A bad address or one in use stops the worker before anything.
+        let admin_listener = match &args.admin {
+            Some(addr) => Some(admin::bind(addr).await?),
+            None => None,
+        };
+        let metrics = Metrics::new();
         let sandbox = Sandbox::new()?.with_max_module_bytes(args.max_module_mb << 20);
         let cache = open_cache(&args)?;
-        let registry = Registry::open(&args.modules, sandbox, cache)?;
+        let registry = Registry::open_with_metrics(&args.modules, sandbox, cache, metrics.clone())?;
         // A bad config is refused at start, naming file, line and key,
         // before any module is compiled.
         let config = tenants.resolve(&registry)?;
         registry.configure(&config);
+        if let Some(listener) = admin_listener {
+            // Serving every module in the directory: ready once those
+            // there at start have loaded.
+            let serve_all = matches!(tenants, Tenants::Implicit { tubes: None, .. });
+            metrics.set_tenants(&config);
+            admin::spawn(
+                listener,
+                AdminConfig {
+                    token: args.admin_token.clone().filter(|t| !t.is_empty()),
+                    beanstalkd: args.beanstalkd.clone(),
+                    metrics: metrics.clone(),
+                    registry: registry.clone(),
+                    modules_at_start: if serve_all {
+                        registry.on_disk()
+                    } else {
+                        Vec::new()
+                    },
+                },
+            )?;
+        }
         // Modules load in the background, smallest first; each one's tubes
         // are served as soon as it is loaded.
         registry.spawn_watcher(rescan);
@@ -194,6 +242,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             registry,
             tenants,
             guests: guest_handle,
+            metrics,
         };
         worker::run(config, rx, reload_rx).await
     })?;

@@ -49,7 +49,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::Name => f.write_str(
                 "its file name is not a valid tube name (1 to 200 ASCII letters, digits \
-                 and -+;.$_(), not starting with -): rename the file",
+                 and -+;.$_(), not starting with -, and not beanbox.failures): rename the file",
             ),
             Refusal::Size { size, limit } => write!(
                 f,
@@ -65,6 +65,7 @@ impl fmt::Display for Refusal {
 /// Whether `name` may be a module: it serves the tube of its name.
 pub(super) fn valid_name(name: &str) -> bool {
     beanbox_queue::beanstalk::proto::validate_tube(name).is_ok()
+        && name != crate::failures::FAILURES_TUBE
 }
 
 /// What one scan of the directory calls for.
@@ -231,6 +232,7 @@ mod tests {
         let on_disk: HashMap<_, _> = [
             seen("bad name", fp(10, 1)),
             seen("-dash", fp(10, 2)),
+            seen("beanbox.failures", fp(10, 6)),
             seen("big", fp(101, 3)),
             seen("fits", fp(100, 4)),
             seen("own", fp(150, 5)),
@@ -253,6 +255,7 @@ mod tests {
             [
                 ("-dash", &Refusal::Name),
                 ("bad name", &Refusal::Name),
+                ("beanbox.failures", &Refusal::Name),
                 (
                     "big",
                     &Refusal::Size {

@@ -59,7 +59,8 @@ impl Default for Limits {
 }
 
 /// Enforces [`Limits::memory_bytes`] and [`Limits::table_elements`] for one
-/// store and records a refusal.
+/// store, records a refusal and keeps the store's peak linear memory (every
+/// memory's growth, its initial size included, passes through here).
 ///
 /// A refused `memory.grow` returns -1 to the guest as the spec wants; a Rust
 /// guest then aborts with the same `unreachable` trap as a panic, so the flag
@@ -69,6 +70,8 @@ pub(crate) struct Limiter {
     memory_cap: u64,
     table_cap: usize,
     memory_total: u64,
+    /// The most linear memory the store has held at once, in bytes.
+    memory_peak: u64,
     pub(crate) memory_refused: bool,
 }
 
@@ -78,8 +81,16 @@ impl Limiter {
             memory_cap: limits.memory_bytes,
             table_cap: limits.table_elements,
             memory_total: 0,
+            memory_peak: 0,
             memory_refused: false,
         }
+    }
+
+    /// The most linear memory the store has held at once, over all its
+    /// memories, in bytes. (Wasm memories never shrink, so for a kept
+    /// instance this includes what earlier jobs grew.)
+    pub(crate) fn memory_peak(&self) -> u64 {
+        self.memory_peak
     }
 }
 
@@ -97,6 +108,7 @@ impl wasmtime::ResourceLimiter for Limiter {
             return Ok(false);
         }
         self.memory_total += growth;
+        self.memory_peak = self.memory_peak.max(self.memory_total);
         Ok(true)
     }
 
@@ -107,5 +119,30 @@ impl wasmtime::ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= self.table_cap && maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter as _;
+
+    #[test]
+    fn the_peak_follows_granted_growth_only() {
+        let mut limiter = Limiter::new(&Limits {
+            memory_bytes: 4 << 16,
+            ..Limits::default()
+        });
+        assert_eq!(limiter.memory_peak(), 0);
+        assert!(limiter.memory_growing(0, 1 << 16, None).unwrap());
+        assert!(limiter.memory_growing(1 << 16, 3 << 16, None).unwrap());
+        assert_eq!(limiter.memory_peak(), 3 << 16);
+        // Refused: past the cap; the peak stays.
+        assert!(!limiter.memory_growing(3 << 16, 5 << 16, None).unwrap());
+        assert!(limiter.memory_refused);
+        assert_eq!(limiter.memory_peak(), 3 << 16);
+        // A second memory adds to the same total.
+        assert!(limiter.memory_growing(0, 1 << 16, None).unwrap());
+        assert_eq!(limiter.memory_peak(), 4 << 16);
     }
 }

@@ -209,7 +209,7 @@ impl Sandbox {
     /// As [`Sandbox::load_file`].
     pub fn load(&self, bytes: &[u8], name: &str) -> Result<Module, LoadError> {
         let component = self.compile(bytes, name)?;
-        self.prepare(component, name, None)
+        self.prepare(component, name, None, sha256(bytes))
     }
 
     /// Compiles a component from its bytes; `name` is used in messages.
@@ -221,12 +221,13 @@ impl Sandbox {
     }
 
     /// Lists the tasks of a compiled component and pre-links it; `cache_key`
-    /// when it was loaded through a code cache.
+    /// when it was loaded through a code cache; `sha256` of its bytes.
     fn prepare(
         &self,
         component: Component,
         name: &str,
         cache_key: Option<CacheKey>,
+        sha256: [u8; 32],
     ) -> Result<Module, LoadError> {
         let tasks = discover_tasks(&self.engine, &component, name)?;
         let pre = self
@@ -243,9 +244,16 @@ impl Sandbox {
                 pre,
                 tasks,
                 cache_key,
+                sha256,
             }),
         })
     }
+}
+
+/// The SHA-256 of a module's bytes.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Core instances the pool allows at once (see [`engine`]).
@@ -376,6 +384,8 @@ struct ModuleInner {
     pre: InstancePre<State>,
     tasks: Vec<Task>,
     cache_key: Option<CacheKey>,
+    /// SHA-256 of the component's bytes.
+    sha256: [u8; 32],
 }
 
 impl std::fmt::Debug for Module {
@@ -407,6 +417,10 @@ pub struct Outcome {
     /// The follow-up jobs the task staged, in order: to be put only because
     /// it succeeded, so empty unless `result` is `Ok`.
     pub puts: Vec<PutRequest>,
+    /// The most linear memory the call's store held at once, in bytes (for
+    /// a kept instance, what earlier jobs grew included); 0 when the call
+    /// never reached a store.
+    pub memory_peak: u64,
     /// The budgets the call reached (log lines and bytes, puts, output),
     /// with what went past them; empty when it stayed within all.
     pub budget_hits: Vec<BudgetHit>,
@@ -424,6 +438,7 @@ impl Outcome {
             elapsed,
             instance_jobs: 0,
             puts: Vec::new(),
+            memory_peak: 0,
             budget_hits: Vec::new(),
         }
     }
@@ -500,6 +515,16 @@ impl Module {
     /// through; `None` when it was loaded without one.
     pub fn cache_key(&self) -> Option<CacheKey> {
         self.inner.cache_key
+    }
+
+    /// The SHA-256 of the component's bytes, as 64 hex digits: which
+    /// version of the module this is.
+    pub fn content_hash(&self) -> String {
+        self.inner
+            .sha256
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Every callable export.
@@ -655,6 +680,7 @@ impl Module {
             stderr: live.stderr.contents().to_vec(),
             elapsed: started.elapsed(),
             instance_jobs: live.jobs,
+            memory_peak: live.store.data().limiter.memory_peak(),
             budget_hits,
         };
         if let Some((slot, max_jobs)) = reuse

@@ -13,10 +13,12 @@ use tokio::sync::watch;
 
 use super::conn::Conn;
 use super::guest::GuestCall;
+use super::observe;
 use super::reply::{self, Delivery};
 use super::settle::{self, Action, Failure, Policy};
 use super::slot::SlotContext;
 use super::{Phase, reached};
+use crate::failures::{self, FailureRecord};
 use crate::sandbox::{AttemptCell, CallContext, CallError, JobInfo, KeptInstance, Module, Outcome};
 
 /// What became of a reserved job.
@@ -82,6 +84,7 @@ pub(super) async fn handle(
                 job: &job,
                 tube: &tube,
                 task: "",
+                label: crate::metrics::UNKNOWN_TASK.to_string(),
                 reply_to: Envelope::reply_to_of(&job.body),
                 result: Err(Failure::BadEnvelope(e)),
                 outcome: None,
@@ -95,7 +98,10 @@ pub(super) async fn handle(
     };
     let task = envelope.task.as_str();
     let module = deployed(ctx, conn, &job, &route.module, task, &mut stats, phase).await?;
+    // Bounded: an export of the module, else `unknown`.
+    let label = crate::metrics::task_label(module.as_ref(), task);
     let Some(module) = module else {
+        observe::handed_back(ctx, &tube, &label);
         return Ok(gone(&job, &tube));
     };
     // Moved into the call, not copied: nothing after it reads them.
@@ -111,6 +117,7 @@ pub(super) async fn handle(
         started: Instant::now(),
     };
     let Some(mut outcome) = run(ctx, conn, kept, call, &mut stats, phase).await? else {
+        observe::handed_back(ctx, &tube, &label);
         return Ok(hand_back(&job, &tube, task));
     };
     let result = std::mem::replace(&mut outcome.result, Ok(Value::Null)).map_err(Failure::Call);
@@ -118,6 +125,7 @@ pub(super) async fn handle(
         job: &job,
         tube: &tube,
         task: &envelope.task,
+        label,
         reply_to: envelope.reply_to.clone(),
         result,
         outcome: Some(&outcome),
@@ -313,6 +321,8 @@ struct Ending<'a> {
     job: &'a Job,
     tube: &'a str,
     task: &'a str,
+    /// The task's metrics label ([`crate::metrics::task_label`]).
+    label: String,
     reply_to: Option<String>,
     result: Result<Value, Failure>,
     /// The call's outcome; `None` when there was no call (bad envelope).
@@ -335,6 +345,7 @@ async fn settle(
         job,
         tube,
         task,
+        label,
         reply_to,
         mut result,
         outcome,
@@ -403,6 +414,24 @@ async fn settle(
             conn.client.release(job.id, pri, delay).await
         }
         Action::Bury => {
+            // The record first: a crash before the bury leaves a stale
+            // record (readers drop it), never a buried job without one.
+            if let Err(failure) = &result {
+                let attempt = stats.as_ref().map_or(0, attempt_of);
+                let failed = failures::Failed {
+                    job: job.id,
+                    tube,
+                    task,
+                    tenant: &ctx.tenant.name,
+                    attempt,
+                    kind: failure.kind(),
+                    reason: &failure.to_string(),
+                };
+                let record = FailureRecord::new(failed);
+                let written = failures::write(&mut conn.client, &record).await?;
+                observe::record_written(ctx, &written);
+                extras.record = Some(written);
+            }
             let pri = stats
                 .as_ref()
                 .map_or(beanbox_queue::producer::DEFAULT_PRIORITY, |s| s.pri);
@@ -422,6 +451,15 @@ async fn settle(
     }
     // 0 only when the statistics could not be had (the job vanished).
     let attempt = stats.as_ref().map_or(0, attempt_of);
+    let settled = observe::Settled {
+        id: job.id,
+        tube,
+        label: &label,
+        action,
+        attempt,
+        started,
+    };
+    observe::settled(ctx, &settled, &result, outcome);
     log_finished(
         job.id,
         tube,
@@ -508,6 +546,8 @@ struct LogExtras {
     reply: Option<Delivery>,
     /// A settling request beanstalkd refused.
     refused: Option<String>,
+    /// What became of a buried job's failure record.
+    record: Option<failures::Written>,
 }
 
 /// The one line every finished job gets.
@@ -534,6 +574,7 @@ fn log_finished(
     let reply = extras.reply.as_ref().map(Delivery::describe);
     let reply = reply.as_deref();
     let refused = extras.refused.as_deref();
+    let record = extras.record.as_ref().and_then(failures::Written::lost);
     let outcome_word = action.map_or("lost", Action::outcome);
     match action {
         Some(Action::Delete) => tracing::info!(
@@ -579,6 +620,7 @@ fn log_finished(
             budget,
             reply,
             refused,
+            record,
             "job failed"
         ),
     }

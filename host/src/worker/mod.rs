@@ -11,11 +11,13 @@
 //! - `settle.rs`: the failure table as a pure decision;
 //! - `reply.rs`, `puts.rs`: what a finished job sends;
 //! - `guest.rs`: calls on the guest runtime;
+//! - `observe.rs`: what each job tells the metrics;
 //! - `conn.rs`, `services.rs`: a slot's connection, the tasks' imports.
 
 mod conn;
 mod guest;
 mod job;
+mod observe;
 mod puts;
 mod reply;
 mod services;
@@ -31,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Defaults, PutTubes, Tenant};
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use services::WorkerServices;
 use slot::{SlotContext, slot};
@@ -107,6 +110,9 @@ pub struct WorkerConfig {
     /// The runtime guests run on: not the one that runs the worker, so
     /// that no guest ever holds up a reserve, a touch or a signal.
     pub guests: tokio::runtime::Handle,
+    /// Where jobs, busy slots and reconnects are recorded, and the tenants
+    /// served are published ([`Metrics::set_tenants`]).
+    pub metrics: Metrics,
 }
 
 /// Runs the worker until `phase` says stop and every slot has finished.
@@ -207,6 +213,7 @@ fn apply(
     groups: &mut HashMap<String, Group>,
     retired: &mut Vec<Group>,
 ) {
+    config.metrics.set_tenants(tenants);
     let wanted: HashMap<&str, &Tenant> = tenants
         .tenants
         .iter()
@@ -238,6 +245,7 @@ fn apply(
             services,
             grants: Arc::new(tenant.grants.clone()),
             guests: config.guests.clone(),
+            metrics: config.metrics.clone(),
         });
         let slots = (0..tenant.concurrency.max(1))
             .map(|n| tokio::spawn(slot(n, ctx.clone(), rx.clone())))

@@ -29,6 +29,7 @@ pub(super) struct SlotContext {
     pub(super) grants: Arc<crate::sandbox::Grants>,
     /// Where guests run: never the threads that reserve and touch.
     pub(super) guests: tokio::runtime::Handle,
+    pub(super) metrics: crate::metrics::Metrics,
 }
 
 impl SlotContext {
@@ -95,6 +96,7 @@ pub(super) async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Rece
         let mut conn = match Conn::open(&ctx.addr, tubes).await {
             Ok(conn) => {
                 if std::mem::take(&mut lost) {
+                    ctx.metrics.reconnected();
                     tracing::info!(tenant, slot = n, addr = %ctx.addr, "reconnected to beanstalkd");
                 }
                 reconnect = Backoff::new();
@@ -128,7 +130,10 @@ pub(super) async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Rece
                 },
             };
             let result = match reserved {
-                Ok(job) => handle(&ctx, &mut conn, &mut kept, job, &mut phase).await,
+                Ok(job) => {
+                    let _busy = ctx.metrics.busy(tenant);
+                    handle(&ctx, &mut conn, &mut kept, job, &mut phase).await
+                }
                 Err(e) if e.is_timeout() => {
                     if waited {
                         // A second without a job: an idle slot gives its

@@ -302,7 +302,8 @@ impl Sandbox {
                 Lookup::Refused(refusal) => Some(refusal),
                 Lookup::Found(entry) => match deserialize(&self.engine, &entry[HEADER_LEN..]) {
                     Ok(component) => {
-                        let module = self.prepare(component, &name, Some(key))?;
+                        let module =
+                            self.prepare(component, &name, Some(key), super::sha256(&wasm))?;
                         tracing::info!(
                             module = %name,
                             %key,
@@ -319,7 +320,7 @@ impl Sandbox {
         let compiled = self.compile(&wasm, &name);
         cache.compilations.fetch_add(1, Ordering::Relaxed);
         let component = compiled?;
-        let module = self.prepare(component.clone(), &name, Some(key))?;
+        let module = self.prepare(component.clone(), &name, Some(key), super::sha256(&wasm))?;
         if let Ok(dir) = &dir {
             let stored = component
                 .serialize()

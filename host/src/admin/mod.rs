@@ -1,0 +1,81 @@
+//! The admin listener (`runner --admin ADDR`): Prometheus metrics, health
+//! and readiness checks, the dashboard and its JSON, on the worker's I/O
+//! runtime. Read-only unless a token is configured (`--admin-token`).
+//!
+//! - `server.rs`: the routes;
+//! - `poller.rs`: beanstalkd's tube counts, polled every second;
+//! - `state.rs`: the `/api/state` document and readiness (pure);
+//! - `auth.rs`: who may act (pure check, axum extractor).
+
+pub mod auth;
+pub mod poller;
+pub mod server;
+pub mod state;
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+pub use server::{AdminState, router};
+
+/// What the admin listener serves from.
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// The token POST actions need; `None`: read-only.
+    pub token: Option<String>,
+    /// beanstalkd's address, which the poller connects to.
+    pub beanstalkd: String,
+    /// The worker's metrics (and the tenants it publishes there).
+    pub metrics: Metrics,
+    /// The worker's modules.
+    pub registry: Registry,
+    /// Modules readiness waits for besides the tenants' (with no config and
+    /// no `--tube`: the module files found at start).
+    pub modules_at_start: Vec<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("beanstalkd", &self.beanstalkd)
+            .field("modules_at_start", &self.modules_at_start)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Listens on `addr` (`HOST:PORT`).
+///
+/// # Errors
+///
+/// An address that does not parse or resolve, or that cannot be bound (in
+/// use, not local, no permission), naming it.
+pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--admin {addr}: cannot listen there: {e}"))
+}
+
+/// Serves the admin routes on `listener` and starts the poller, both on the
+/// current runtime, until the process ends. Returns the bound address.
+///
+/// # Errors
+///
+/// When the listener's address cannot be read.
+pub fn spawn(listener: TcpListener, config: AdminConfig) -> anyhow::Result<SocketAddr> {
+    let local = listener.local_addr()?;
+    tokio::spawn(poller::run(
+        config.beanstalkd.clone(),
+        config.metrics.clone(),
+    ));
+    let app = router(AdminState::new(config));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(addr = %local, error = %e, "admin listener stopped");
+        }
+    });
+    tracing::info!(addr = %local, "admin listener: /metrics, /healthz, /readyz, /api/state, /");
+    Ok(local)
+}

@@ -1,0 +1,137 @@
+//! The admin listener's routes (axum): `/metrics`, `/healthz`, `/readyz`,
+//! `/api/state` and the dashboard at `/`. POST actions take
+//! [`super::auth::Authorized`] and are added to [`router`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::AdminConfig;
+use super::state::{self, Inputs, WorkerView};
+
+/// The embedded dashboard: one page, no CDN, no build step.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    config: AdminConfig,
+    started_at: u64,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// The state of a listener configured by `config`, started now.
+    pub fn new(config: AdminConfig) -> AdminState {
+        AdminState {
+            inner: Arc::new(Shared {
+                config,
+                started_at: crate::metrics::unix_now(),
+            }),
+        }
+    }
+
+    /// What the listener was configured with.
+    pub fn config(&self) -> &AdminConfig {
+        &self.inner.config
+    }
+
+    /// The token actions need, if actions are enabled.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.config.token.as_deref()
+    }
+
+    /// Whether the worker is ready, or one line saying why not.
+    ///
+    /// # Errors
+    ///
+    /// What is not ready.
+    pub fn readiness(&self) -> Result<(), String> {
+        let c = &self.inner.config;
+        let wanted = state::wanted_modules(&c.metrics.tenants(), &c.modules_at_start);
+        state::readiness(
+            c.metrics.beanstalkd_up(),
+            &c.beanstalkd,
+            &wanted,
+            &c.registry.modules(),
+        )
+    }
+
+    /// The `/api/state` document now.
+    pub fn state(&self) -> state::State {
+        let c = &self.inner.config;
+        let tenants = c.metrics.tenants();
+        let busy = tenants
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), c.metrics.busy_slots(&t.name)))
+            .collect();
+        state::state(Inputs {
+            worker: WorkerView {
+                version: env!("CARGO_PKG_VERSION"),
+                started_at: self.inner.started_at,
+                beanstalkd: c.beanstalkd.clone(),
+                up: c.metrics.beanstalkd_up(),
+                ready: self.readiness().is_ok(),
+                actions: c.token.is_some(),
+            },
+            tenants: &tenants,
+            busy,
+            board: c.metrics.board_snapshot(),
+            modules: c.registry.modules(),
+        })
+    }
+}
+
+/// The read-only routes. Actions are added with `.route(path, post(h))`,
+/// `h` taking [`super::auth::Authorized`] first.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/state", get(api_state))
+        .with_state(state)
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        s.config().metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    match s.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}
+
+async fn api_state(State(s): State<AdminState>) -> Response {
+    axum::Json(s.state()).into_response()
+}
