@@ -90,11 +90,6 @@ impl Browser {
         })
     }
 
-    /// The WebDriver client, for what the helpers below do not cover.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Opens `url` (waits for the load event).
     pub async fn goto(&self, url: &str) {
         self.client

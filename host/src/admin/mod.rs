@@ -2,11 +2,14 @@
 //! and readiness checks, the dashboard and its JSON, on the worker's I/O
 //! runtime. Read-only unless a token is configured (`--admin-token`).
 //!
-//! - `server.rs`: the routes;
+//! - `server.rs`: the read-only routes;
+//! - `actions.rs`: `/api/buried` and the POST actions (kick, delete,
+//!   pause) on [`crate::ops`];
 //! - `poller.rs`: beanstalkd's tube counts, polled every second;
 //! - `state.rs`: the `/api/state` document and readiness (pure);
 //! - `auth.rs`: who may act (pure check, axum extractor).
 
+pub mod actions;
 pub mod auth;
 pub mod poller;
 pub mod server;
@@ -76,6 +79,6 @@ pub fn spawn(listener: TcpListener, config: AdminConfig) -> anyhow::Result<Socke
             tracing::error!(addr = %local, error = %e, "admin listener stopped");
         }
     });
-    tracing::info!(addr = %local, "admin listener: /metrics, /healthz, /readyz, /api/state, /");
+    tracing::info!(addr = %local, "admin listener: /metrics, /healthz, /readyz, /api/state, /api/buried, POST /api/kick /api/delete /api/pause, /");
     Ok(local)
 }

@@ -1,6 +1,6 @@
 //! The admin listener's routes (axum): `/metrics`, `/healthz`, `/readyz`,
-//! `/api/state` and the dashboard at `/`. POST actions take
-//! [`super::auth::Authorized`] and are added to [`router`].
+//! `/api/state` and the dashboard at `/`; [`router`] adds those of
+//! [`super::actions`].
 
 use std::sync::Arc;
 
@@ -25,6 +25,10 @@ pub struct AdminState {
 struct Shared {
     config: AdminConfig,
     started_at: u64,
+    /// Held while a request reads the failure records (a listing, a kick,
+    /// a delete): concurrent readers of one listener would see each
+    /// other's partial lists.
+    records: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -40,6 +44,7 @@ impl AdminState {
             inner: Arc::new(Shared {
                 config,
                 started_at: crate::metrics::unix_now(),
+                records: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -47,6 +52,11 @@ impl AdminState {
     /// What the listener was configured with.
     pub fn config(&self) -> &AdminConfig {
         &self.inner.config
+    }
+
+    /// Taken by whatever reads the failure records, one at a time.
+    pub fn records(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.records
     }
 
     /// The token actions need, if actions are enabled.
@@ -96,8 +106,9 @@ impl AdminState {
     }
 }
 
-/// The read-only routes. Actions are added with `.route(path, post(h))`,
-/// `h` taking [`super::auth::Authorized`] first.
+/// Every route: the read-only ones here, `/api/buried` and the POST
+/// actions (each taking [`super::auth::Authorized`] first) from
+/// [`super::actions`].
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/", get(dashboard))
@@ -105,6 +116,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/state", get(api_state))
+        .merge(super::actions::routes())
         .with_state(state)
 }
 
