@@ -16,6 +16,14 @@ use super::state::{self, Inputs, WorkerView};
 /// The embedded dashboard: one page, no CDN, no build step.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+/// What the dashboard may load: its own inline script and style, and
+/// requests to this listener; nothing else, and no framing (the actions
+/// cannot be clickjacked). Defense in depth: the page never renders job
+/// data as HTML in the first place.
+const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+    style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
+    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AdminState {
@@ -120,8 +128,13 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD)
+async fn dashboard() -> Response {
+    let headers = [
+        (header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (headers, Html(DASHBOARD)).into_response()
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
