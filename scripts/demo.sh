@@ -15,7 +15,7 @@ cargo build -p beanbox --bin runner
 tasks="$(tasks/build.sh)"
 echo "== building the Python task (componentize-py bundles CPython: ~10 s)"
 python_task="$(tasks/hello-py/build.sh)"
-runner="$root/target/debug/runner"
+runner="${CARGO_TARGET_DIR:-$root/target}/debug/runner"
 
 demo="$root/target/demo"
 rm -rf "$demo" && mkdir -p "$demo/modules"
@@ -38,9 +38,16 @@ export BEANSTALKD_ADDR="$addr"
 echo "== inspecting the task module"
 "$runner" inspect "$demo/modules/hello.wasm"
 
-echo "== starting the worker: runner --tube hello --tube py --reuse 3 --modules $demo/modules"
+# The admin listener: the first free port from 9800.
+admin=""
+for p in $(seq 9800 9830); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then admin="127.0.0.1:$p"; break; fi
+done
+echo "== starting the worker: runner --tube hello --tube py --reuse 3 --modules $demo/modules --admin $admin"
 echo "   (py.wasm is not there yet: the worker waits for it)"
-"$runner" --tube hello --tube py --reuse 3 --modules "$demo/modules" --concurrency 1 --backoff 1 &
+echo "   dashboard while the demo runs: http://$admin/ (read-only: no --admin-token)"
+"$runner" --tube hello --tube py --reuse 3 --modules "$demo/modules" --concurrency 1 --backoff 1 \
+    --admin "$admin" &
 worker=$!; pids+=("$worker")
 sleep 1
 
@@ -77,9 +84,13 @@ for _ in 2 3 4; do show put --tube py count_calls --wait; done
 show put --tube py task_one --kwargs '{"arg1":"py","arg2":"th","arg3":"on"}' --wait
 
 echo; echo "== tube stats: the two failed jobs are kept (buried), nothing was lost"
-exec 3<>"/dev/tcp/$host/$port"
-printf 'stats-tube hello\r\n' >&3
-timeout 1 cat <&3 | grep -E 'current-jobs-(ready|buried|delayed)|total-jobs' || true
+show stats --tube hello
+echo; echo "== why they were buried (kept on beanstalkd; after a fix: deploy, then runner kick)"
+show buried --tube hello
+echo; echo "== the worker's Prometheus metrics (curl http://$admin/metrics), jobs per outcome"
+exec 3<>"/dev/tcp/127.0.0.1/${admin##*:}"
+printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+grep -E '^beanbox_jobs_total' <&3 || true
 exec 3<&-
 
 echo; echo "== stopping the worker (SIGTERM: no new jobs, running ones finish)"

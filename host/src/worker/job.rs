@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use super::conn::Conn;
 use super::guest::GuestCall;
-use super::observe;
-use super::reply::{self, Delivery};
+use super::observe::{self, LogExtras, log_finished};
+use super::reply;
 use super::settle::{self, Action, Failure, Policy};
 use super::slot::SlotContext;
 use super::{Phase, reached};
@@ -538,90 +538,4 @@ fn gone(job: &Job, tube: &str) -> Settled {
         "module gone or worker stopping; leaving the job queued"
     );
     Settled::HandedBack
-}
-
-/// What the log line adds besides the outcome.
-#[derive(Default)]
-struct LogExtras {
-    reply: Option<Delivery>,
-    /// A settling request beanstalkd refused.
-    refused: Option<String>,
-    /// What became of a buried job's failure record.
-    record: Option<failures::Written>,
-}
-
-/// The one line every finished job gets.
-#[allow(clippy::too_many_arguments)]
-fn log_finished(
-    id: u64,
-    tube: &str,
-    task: &str,
-    attempt: u32,
-    action: Option<Action>,
-    result: &Result<Value, Failure>,
-    outcome: Option<&Outcome>,
-    extras: &LogExtras,
-    started: Instant,
-) {
-    let fuel = outcome.map_or(0, |o| o.fuel_used);
-    let instance_jobs = outcome.map_or(0, |o| o.instance_jobs);
-    let puts = outcome.map_or(0, |o| o.puts.len());
-    let budget = outcome.and_then(Outcome::budget_summary);
-    let budget = budget.as_deref();
-    // Whole microseconds: prints as 0.706, not 0.7059460000000001.
-    let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    let reason = result.as_ref().err().map(ToString::to_string);
-    let reply = extras.reply.as_ref().map(Delivery::describe);
-    let reply = reply.as_deref();
-    let refused = extras.refused.as_deref();
-    let record = extras.record.as_ref().and_then(failures::Written::lost);
-    let outcome_word = action.map_or("lost", Action::outcome);
-    match action {
-        Some(Action::Delete) => tracing::info!(
-            job = id,
-            tube,
-            task,
-            attempt,
-            outcome = outcome_word,
-            ms,
-            fuel,
-            instance_jobs,
-            puts,
-            budget,
-            reply,
-            refused,
-            "job done"
-        ),
-        Some(Action::Release { delay }) => tracing::warn!(
-            job = id,
-            tube,
-            task,
-            attempt,
-            outcome = outcome_word,
-            delay,
-            ms,
-            fuel,
-            instance_jobs,
-            reason = reason.as_deref().unwrap_or(""),
-            budget,
-            refused,
-            "job failed; retrying"
-        ),
-        Some(Action::Bury) | None => tracing::error!(
-            job = id,
-            tube,
-            task,
-            attempt,
-            outcome = outcome_word,
-            ms,
-            fuel,
-            instance_jobs,
-            reason = reason.as_deref().unwrap_or(""),
-            budget,
-            reply,
-            refused,
-            record,
-            "job failed"
-        ),
-    }
 }

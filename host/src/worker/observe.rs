@@ -1,12 +1,15 @@
-//! What the worker tells [`crate::metrics`] about each job: one call where a
-//! job settles, one where it is handed back.
+//! What the worker tells about each job: [`crate::metrics`] (one call where
+//! a job settles, one where it is handed back, one per failure record) and
+//! the one log line every finished job gets.
 
 use std::time::Instant;
 
 use serde_json::Value;
 
+use super::reply::Delivery;
 use super::settle::{Action, Failure};
 use super::slot::SlotContext;
+use crate::failures;
 use crate::metrics::{JobOutcome, JobRecord, RecordOutcome};
 use crate::sandbox::Outcome;
 
@@ -59,9 +62,95 @@ pub(super) fn handed_back(ctx: &SlotContext, tube: &str, label: &str) {
 }
 
 /// Records what became of a buried job's failure record.
-pub(super) fn record_written(ctx: &SlotContext, written: &crate::failures::Written) {
+pub(super) fn record_written(ctx: &SlotContext, written: &failures::Written) {
     ctx.metrics.failure_record(match written {
-        crate::failures::Written::Written(_) => RecordOutcome::Written,
-        crate::failures::Written::Lost(_) => RecordOutcome::Lost,
+        failures::Written::Written(_) => RecordOutcome::Written,
+        failures::Written::Lost(_) => RecordOutcome::Lost,
     });
+}
+
+/// What the log line adds besides the outcome.
+#[derive(Default)]
+pub(super) struct LogExtras {
+    pub(super) reply: Option<Delivery>,
+    /// A settling request beanstalkd refused.
+    pub(super) refused: Option<String>,
+    /// What became of a buried job's failure record.
+    pub(super) record: Option<failures::Written>,
+}
+
+/// The one line every finished job gets.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn log_finished(
+    id: u64,
+    tube: &str,
+    task: &str,
+    attempt: u32,
+    action: Option<Action>,
+    result: &Result<Value, Failure>,
+    outcome: Option<&Outcome>,
+    extras: &LogExtras,
+    started: Instant,
+) {
+    let fuel = outcome.map_or(0, |o| o.fuel_used);
+    let instance_jobs = outcome.map_or(0, |o| o.instance_jobs);
+    let puts = outcome.map_or(0, |o| o.puts.len());
+    let budget = outcome.and_then(Outcome::budget_summary);
+    let budget = budget.as_deref();
+    // Whole microseconds: prints as 0.706, not 0.7059460000000001.
+    let ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    let reason = result.as_ref().err().map(ToString::to_string);
+    let reply = extras.reply.as_ref().map(Delivery::describe);
+    let reply = reply.as_deref();
+    let refused = extras.refused.as_deref();
+    let record = extras.record.as_ref().and_then(failures::Written::lost);
+    let outcome_word = action.map_or("lost", Action::outcome);
+    match action {
+        Some(Action::Delete) => tracing::info!(
+            job = id,
+            tube,
+            task,
+            attempt,
+            outcome = outcome_word,
+            ms,
+            fuel,
+            instance_jobs,
+            puts,
+            budget,
+            reply,
+            refused,
+            "job done"
+        ),
+        Some(Action::Release { delay }) => tracing::warn!(
+            job = id,
+            tube,
+            task,
+            attempt,
+            outcome = outcome_word,
+            delay,
+            ms,
+            fuel,
+            instance_jobs,
+            reason = reason.as_deref().unwrap_or(""),
+            budget,
+            refused,
+            "job failed; retrying"
+        ),
+        Some(Action::Bury) | None => tracing::error!(
+            job = id,
+            tube,
+            task,
+            attempt,
+            outcome = outcome_word,
+            ms,
+            fuel,
+            instance_jobs,
+            reason = reason.as_deref().unwrap_or(""),
+            budget,
+            reply,
+            refused,
+            record,
+            "job failed"
+        ),
+    }
 }
