@@ -230,8 +230,24 @@ async fn the_dashboard_shows_buried_jobs_and_retries_them_with_the_token() {
             (rows.len() >= 3).then_some(())
         })
         .await;
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png");
+    // The README's picture: retaken into docs/ with
+    // BEANBOX_UPDATE_SCREENSHOT=1, else next to the test's other files so a
+    // test run leaves the working tree clean.
+    let update = std::env::var_os("BEANBOX_UPDATE_SCREENSHOT").is_some();
+    let shot = if update {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png")
+    } else {
+        std::env::temp_dir().join(format!("beanbox-dashboard-{}.png", std::process::id()))
+    };
     browser.screenshot(&shot).await;
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000),
+        "the screenshot {} is missing or empty",
+        shot.display()
+    );
+    if !update {
+        let _ = std::fs::remove_file(&shot);
+    }
 
     // Refused without the token, and with a wrong one: still buried.
     let kick = format!("button[data-action=\"kick\"][data-job=\"{kicked}\"]");
