@@ -3,9 +3,9 @@
 # beanstalkd (Debian package), the wasm32-wasip2 Rust target, and a Python
 # venv with greenstalk for the seed-compatibility test and componentize-py for
 # the Python task (tasks/hello-py), componentize-js for the JavaScript task
-# (tasks/hello-js/node_modules, from its package-lock.json), and Chromium with
-# its WebDriver (Debian packages) for the dashboard's browser test. Safe to
-# run again.
+# (tasks/hello-js/node_modules, from its package-lock.json), and, with
+# --tests, Chromium with its WebDriver (Debian packages) for the dashboard's
+# browser test. Safe to run again.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,8 +24,10 @@ if ! command -v beanstalkd >/dev/null; then
     # demo and tests run their own servers, so leave the system one alone.
 fi
 
-# The dashboard test drives headless Chromium through chromedriver.
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+# The dashboard test drives headless Chromium through chromedriver (only the
+# tests need it: ~300 MB the demo and the bench do without).
+if [ "${1:-}" = "--tests" ] \
+    && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
     apt_install chromium chromium-driver
 fi
 
