@@ -129,15 +129,42 @@ pub mod job;
 pub mod log;
 pub mod queue;
 
+/// Generates the bindings of a task's WIT world: `wit_bindgen::generate!`
+/// with the runtime of this SDK's [`wit_bindgen`], so a task crate needs no
+/// `wit-bindgen` dependency of its own.
+///
+/// `beanbox_sdk::generate!("my-task")` reads the world `my-task` from the
+/// crate's `wit/` directory; `beanbox_sdk::generate!({ world: "my-task", ... })`
+/// passes further `wit_bindgen::generate!` options through.
+///
+/// The world declares only the task's exports: the `beanbox:task` imports
+/// come with this crate (its own copy of the WIT package, `wit/task.wit`, whose
+/// type information its bindings embed in every component that uses them).
+#[macro_export]
+macro_rules! generate {
+    ($world:literal) => {
+        $crate::generate!({ world: $world });
+    };
+    ({ $($option:tt)* }) => {
+        $crate::wit_bindgen::generate!({
+            runtime_path: "beanbox_sdk::wit_bindgen::rt",
+            $($option)*
+        });
+    };
+}
+
 /// Generated bindings of the world `beanbox:task/imports@0.1.0`.
 ///
-/// Not for direct use: a task's `generate!` points its `with` entries here
-/// (see the crate docs); call the wrappers in [`log`], [`job`] and [`queue`].
+/// Not for direct use: call the wrappers in [`log`], [`job`] and [`queue`].
+/// (A task world that still includes `beanbox:task/imports@0.1.0` points its
+/// `with` entries here.)
 #[doc(hidden)]
 #[allow(missing_docs, missing_debug_implementations)]
 pub mod wit {
+    // The SDK's own copy of the WIT package (the repository's `wit/` is a
+    // symlink to it), so the crate builds on its own.
     wit_bindgen::generate!({
         world: "imports",
-        path: "../wit",
+        path: "wit",
     });
 }

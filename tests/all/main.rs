@@ -25,6 +25,7 @@ mod put;
 mod python;
 mod python_worker;
 mod reuse;
+mod sdk;
 mod seed;
 mod settling;
 mod tenants;
