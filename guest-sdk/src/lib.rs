@@ -19,18 +19,17 @@
 //!
 //! # Writing a task
 //!
-//! A task crate is a `cdylib` with a WIT world that includes
-//! `beanbox:task/imports@0.1.0` and exports plain functions.
+//! A task crate is a `cdylib` that depends on this crate alone and whose WIT
+//! world declares only its exports: the `beanbox:task` imports come with the
+//! SDK (it holds its own copy of the WIT package, `wit/task.wit`, and its
+//! bindings carry the import types into the component).
 //!
 //! ```text
 //! my-task/
 //! ├── Cargo.toml
 //! ├── src/lib.rs
 //! └── wit/
-//!     ├── world.wit
-//!     └── deps/
-//!         └── beanbox-task/
-//!             └── task.wit      (a copy of beanbox's wit/task.wit)
+//!     └── world.wit
 //! ```
 //!
 //! `Cargo.toml`:
@@ -47,7 +46,7 @@
 //! [dependencies]
 //! beanbox-sdk = { path = "../beanbox/guest-sdk" }
 //!
-//! [profile.release]         # ~80 KB instead of ~2.5 MB
+//! [profile.release]         # ~50-80 KB instead of ~2.5 MB
 //! lto = true
 //! codegen-units = 1
 //! opt-level = "s"
@@ -61,29 +60,18 @@
 //! package my:task;
 //!
 //! world my-task {
-//!     include beanbox:task/imports@0.1.0;
-//!
 //!     /// Joins three strings.
 //!     export task-one: func(arg1: string, arg2: string, arg3: string) -> string;
 //! }
 //! ```
 //!
-//! `src/lib.rs`: generate the bindings of your world, pointing the
-//! `beanbox:task` interfaces at this crate's copy (`with`) and the runtime at
-//! the re-exported [`wit_bindgen`] (`runtime_path`), so that there is one copy
-//! of the import bindings and you don't need a `wit-bindgen` dependency of
-//! your own. Then implement the generated `Guest` trait and `export!` it:
+//! `src/lib.rs`: generate the bindings of your world with [`generate!`]
+//! (`wit_bindgen::generate!` with this crate's runtime, so you need no
+//! `wit-bindgen` dependency of your own), implement the generated `Guest`
+//! trait and `export!` it:
 //!
 //! ```ignore
-//! beanbox_sdk::wit_bindgen::generate!({
-//!     world: "my-task",
-//!     runtime_path: "beanbox_sdk::wit_bindgen::rt",
-//!     with: {
-//!         "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
-//!         "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
-//!         "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
-//!     },
-//! });
+//! beanbox_sdk::generate!("my-task");
 //!
 //! struct MyTask;
 //!
@@ -95,6 +83,20 @@
 //! }
 //!
 //! export!(MyTask);
+//! ```
+//!
+//! A world that includes `beanbox:task/imports@0.1.0` itself (with a copy of
+//! the WIT in `wit/deps/`) points those interfaces at this crate's bindings:
+//!
+//! ```ignore
+//! beanbox_sdk::generate!({
+//!     world: "my-task",
+//!     with: {
+//!         "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
+//!         "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
+//!         "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
+//!     },
+//! });
 //! ```
 //!
 //! Build the component (`cargo` with rustup's `wasm32-wasip2` target emits
