@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{assert_exit, runner_call, stderr, stdout};
+use crate::support::{assert_exit, error_line, runner, runner_call, stderr, stdout};
 use crate::worker_support::TempDir;
 
 /// Copies the directory `from` to `to`, leaving out build output (`target/`,
@@ -55,7 +55,13 @@ fn a_task_crate_builds_with_only_the_sdk_beside_it() {
         .current_dir(&task)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET_DIR")
-        .args(["build", "--offline", "--release", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--offline",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .arg("--target-dir")
         .arg(&target)
         .output()
@@ -63,7 +69,12 @@ fn a_task_crate_builds_with_only_the_sdk_beside_it() {
     assert_exit(&build, 0);
 
     let wasm = target.join("wasm32-wasip2/release/my_task.wasm");
-    let output = runner_call(&wasm, "task_one", r#"{"arg1":"a","arg2":"b","arg3":"c"}"#, &[]);
+    let output = runner_call(
+        &wasm,
+        "task_one",
+        r#"{"arg1":"a","arg2":"b","arg3":"c"}"#,
+        &[],
+    );
     assert_exit(&output, 0);
     assert_eq!(stdout(&output).trim(), r#""abc""#);
     // The SDK's log import reached the host.
@@ -72,4 +83,51 @@ fn a_task_crate_builds_with_only_the_sdk_beside_it() {
         "{}",
         stderr(&output)
     );
+}
+
+/// The repository's `beanbox:task` WIT, which `runner wit` must reproduce.
+fn repository_wit() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/task.wit");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn runner_wit_writes_the_task_package() {
+    let root = TempDir::new("wit-out");
+    let dir = root.path().join("wit/deps/beanbox-task");
+    let output = runner()
+        .args(["wit", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 0);
+    let written = dir.join("task.wit");
+    assert_eq!(stdout(&output).trim(), written.display().to_string());
+    let text = std::fs::read_to_string(&written).expect("task.wit written");
+    assert_eq!(text, repository_wit());
+    assert!(text.contains("package beanbox:task@0.1.0;"));
+
+    // Without --out: the same text on stdout.
+    let output = runner().arg("wit").output().expect("failed to run runner");
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), repository_wit());
+}
+
+#[test]
+fn runner_wit_refuses_an_out_that_is_a_file() {
+    let root = TempDir::new("wit-bad-out");
+    let file = root.path().join("not-a-dir");
+    std::fs::write(&file, "keep me").expect("write");
+    let output = runner()
+        .args(["wit", "--out"])
+        .arg(&file)
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 1);
+    let error = error_line(&output);
+    assert!(
+        error.contains(&file.display().to_string()) && error.contains("not a directory"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "keep me");
 }
