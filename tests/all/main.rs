@@ -16,6 +16,7 @@ mod compute;
 mod conversion;
 mod denial;
 mod deploy;
+mod deploy_cli;
 mod hostile_jobs;
 mod javascript;
 mod limits;
