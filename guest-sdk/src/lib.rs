@@ -19,18 +19,17 @@
 //!
 //! # Writing a task
 //!
-//! A task crate is a `cdylib` with a WIT world that includes
-//! `beanbox:task/imports@0.1.0` and exports plain functions.
+//! A task crate is a `cdylib` that depends on this crate alone and whose WIT
+//! world declares only its exports: the `beanbox:task` imports come with the
+//! SDK (it holds its own copy of the WIT package, `wit/task.wit`, and its
+//! bindings carry the import types into the component).
 //!
 //! ```text
 //! my-task/
 //! ├── Cargo.toml
 //! ├── src/lib.rs
 //! └── wit/
-//!     ├── world.wit
-//!     └── deps/
-//!         └── beanbox-task/
-//!             └── task.wit      (a copy of beanbox's wit/task.wit)
+//!     └── world.wit
 //! ```
 //!
 //! `Cargo.toml`:
@@ -47,7 +46,7 @@
 //! [dependencies]
 //! beanbox-sdk = { path = "../beanbox/guest-sdk" }
 //!
-//! [profile.release]         # ~80 KB instead of ~2.5 MB
+//! [profile.release]         # ~50-80 KB instead of ~2.5 MB
 //! lto = true
 //! codegen-units = 1
 //! opt-level = "s"
@@ -61,29 +60,18 @@
 //! package my:task;
 //!
 //! world my-task {
-//!     include beanbox:task/imports@0.1.0;
-//!
 //!     /// Joins three strings.
 //!     export task-one: func(arg1: string, arg2: string, arg3: string) -> string;
 //! }
 //! ```
 //!
-//! `src/lib.rs`: generate the bindings of your world, pointing the
-//! `beanbox:task` interfaces at this crate's copy (`with`) and the runtime at
-//! the re-exported [`wit_bindgen`] (`runtime_path`), so that there is one copy
-//! of the import bindings and you don't need a `wit-bindgen` dependency of
-//! your own. Then implement the generated `Guest` trait and `export!` it:
+//! `src/lib.rs`: generate the bindings of your world with [`generate!`]
+//! (`wit_bindgen::generate!` with this crate's runtime, so you need no
+//! `wit-bindgen` dependency of your own), implement the generated `Guest`
+//! trait and `export!` it:
 //!
 //! ```ignore
-//! beanbox_sdk::wit_bindgen::generate!({
-//!     world: "my-task",
-//!     runtime_path: "beanbox_sdk::wit_bindgen::rt",
-//!     with: {
-//!         "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
-//!         "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
-//!         "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
-//!     },
-//! });
+//! beanbox_sdk::generate!("my-task");
 //!
 //! struct MyTask;
 //!
@@ -95,6 +83,20 @@
 //! }
 //!
 //! export!(MyTask);
+//! ```
+//!
+//! A world that includes `beanbox:task/imports@0.1.0` itself (with a copy of
+//! the WIT in `wit/deps/`) points those interfaces at this crate's bindings:
+//!
+//! ```ignore
+//! beanbox_sdk::generate!({
+//!     world: "my-task",
+//!     with: {
+//!         "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
+//!         "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
+//!         "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
+//!     },
+//! });
 //! ```
 //!
 //! Build the component (`cargo` with rustup's `wasm32-wasip2` target emits
@@ -129,15 +131,42 @@ pub mod job;
 pub mod log;
 pub mod queue;
 
+/// Generates the bindings of a task's WIT world: `wit_bindgen::generate!`
+/// with the runtime of this SDK's [`wit_bindgen`], so a task crate needs no
+/// `wit-bindgen` dependency of its own.
+///
+/// `beanbox_sdk::generate!("my-task")` reads the world `my-task` from the
+/// crate's `wit/` directory; `beanbox_sdk::generate!({ world: "my-task", ... })`
+/// passes further `wit_bindgen::generate!` options through.
+///
+/// The world declares only the task's exports: the `beanbox:task` imports
+/// come with this crate (its own copy of the WIT package, `wit/task.wit`, whose
+/// type information its bindings embed in every component that uses them).
+#[macro_export]
+macro_rules! generate {
+    ($world:literal) => {
+        $crate::generate!({ world: $world });
+    };
+    ({ $($option:tt)* }) => {
+        $crate::wit_bindgen::generate!({
+            runtime_path: "beanbox_sdk::wit_bindgen::rt",
+            $($option)*
+        });
+    };
+}
+
 /// Generated bindings of the world `beanbox:task/imports@0.1.0`.
 ///
-/// Not for direct use: a task's `generate!` points its `with` entries here
-/// (see the crate docs); call the wrappers in [`log`], [`job`] and [`queue`].
+/// Not for direct use: call the wrappers in [`log`], [`job`] and [`queue`].
+/// (A task world that still includes `beanbox:task/imports@0.1.0` points its
+/// `with` entries here.)
 #[doc(hidden)]
 #[allow(missing_docs, missing_debug_implementations)]
 pub mod wit {
+    // The SDK's own copy of the WIT package (the repository's `wit/` is a
+    // symlink to it), so the crate builds on its own.
     wit_bindgen::generate!({
         world: "imports",
-        path: "../wit",
+        path: "wit",
     });
 }

@@ -30,3 +30,25 @@ export function countCalls() {
 export function boom(message) {
   throw new Error(message);
 }
+
+// An export returning `result<T, string>`: componentize-js turns a thrown
+// string, or a thrown value's `payload` property, into `err`; any other
+// thrown value (a plain `Error`) traps ("expected a string, received
+// [object]"). `result` wraps such an export so that an `Error` thrown in it,
+// by the task or by code it calls, becomes `err` with the error's message.
+function result(task) {
+  return (...args) => {
+    try {
+      return task(...args);
+    } catch (e) {
+      if (e instanceof Error && !Object.hasOwn(e, "payload")) {
+        e.payload = e.message;
+      }
+      throw e;
+    }
+  };
+}
+
+export const fail = result((message) => {
+  throw new Error(message);
+});

@@ -250,6 +250,35 @@ fn inspect_json_gives_a_schema_per_task() {
         tasks["describe"]["kwargs"]["required"],
         json!(["name", "age", "tags"])
     );
+    assert_eq!(
+        add["result"],
+        json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX})
+    );
+    assert_eq!(add["error"], Value::Null);
+}
+
+#[test]
+fn inspect_json_describes_a_result_export_as_call_answers_it() {
+    let output = runner()
+        .arg("inspect")
+        .arg(wasm("hello"))
+        .arg("--json")
+        .output()
+        .expect("failed to run runner");
+    assert_exit(&output, 0);
+    let doc: Value = serde_json::from_slice(&output.stdout).expect("inspect --json prints JSON");
+    // `fail: func(message: string) -> result<string, string>`: the result is
+    // the `ok` string itself, the error the `err` string.
+    let fail = &doc["tasks"]["fail"];
+    assert_eq!(fail["result"], json!({"type": "string"}), "{fail}");
+    assert_eq!(fail["error"], json!({"type": "string"}), "{fail}");
+    // As `runner call` answers: the err value is a bare JSON string.
+    let output = call("hello", "fail", r#"{"message":"m"}"#, &[]);
+    assert_exit(&output, 3);
+    assert!(only_line(&output).ends_with(r#"returned an error: "m""#));
+    // The ok value of `follow-up: result<u64, string>` is a bare integer.
+    let follow_up = &doc["tasks"]["follow-up"];
+    assert_eq!(follow_up["result"]["type"], "integer", "{follow_up}");
 }
 
 #[test]

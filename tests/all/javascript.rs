@@ -46,6 +46,16 @@ fn javascript_exception_is_a_task_failure_with_its_message() {
 }
 
 #[test]
+fn javascript_error_thrown_in_a_result_export_is_its_err() {
+    // app.js's `fail` throws `new Error(message)` inside its documented
+    // `result(...)` wrapper: the task returns `err` with the message, no trap.
+    let output = call("fail", r#"{"message":"no flux"}"#);
+    assert_exit(&output, 3);
+    let line = error_line(&output);
+    assert_eq!(line, r#"error: task `fail` returned an error: "no flux""#);
+}
+
+#[test]
 fn javascript_task_reads_job_info_and_logs() {
     let output = call("describe_job", "{}");
     assert_exit(&output, 0);

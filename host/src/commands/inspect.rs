@@ -1,5 +1,6 @@
 //! `runner inspect`: list a component's tasks with parameter names and WIT
-//! types, or (`--json`) a JSON Schema of each task's kwargs.
+//! types, or (`--json`) JSON Schemas of each task's kwargs, result and err
+//! value.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +20,10 @@ Examples:
 pub struct InspectArgs {
     /// The component file (.wasm).
     pub module: PathBuf,
-    /// Print JSON: per task, its WIT signature and a JSON Schema of its kwargs.
+    /// Print JSON: per task, its WIT signature and JSON Schemas of its kwargs,
+    /// its result (`ok` of a `result<T, E>` export: T, unwrapped, as replies
+    /// and `runner call` give it) and its `err` value (`error`; null when it
+    /// cannot fail with one).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -43,13 +47,15 @@ pub fn execute(args: InspectArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let mut tasks = serde_json::Map::new();
         for task in module.tasks() {
+            let (result, error) = types::reply_schemas(task.result.as_ref());
             tasks.insert(
                 task.name.clone(),
                 serde_json::json!({
                     "interface": task.interface,
                     "signature": task.signature(),
                     "kwargs": task.kwargs_schema(),
-                    "result": task.result.as_ref().map(types::json_schema),
+                    "result": result,
+                    "error": error,
                 }),
             );
         }

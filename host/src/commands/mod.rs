@@ -3,9 +3,13 @@
 
 mod admin;
 mod call;
+mod deploy;
 mod inspect;
 mod put;
+mod wit;
 mod worker;
+
+pub use wit::TASK_WIT;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -108,6 +112,12 @@ pub enum Command {
     /// Pause a tube for some seconds.
     #[command(after_help = admin::PAUSE_HELP)]
     Pause(admin::PauseArgs),
+    /// Deploy a component to a worker's modules directory, checked and atomic.
+    #[command(after_help = deploy::AFTER_HELP)]
+    Deploy(deploy::DeployArgs),
+    /// Write the WIT package beanbox:task (what the host offers every task).
+    #[command(after_help = wit::AFTER_HELP)]
+    Wit(wit::WitArgs),
 }
 
 /// Limit flags shared by the commands that run tasks.
@@ -261,6 +271,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Kick(args)) => admin::kick(args),
         Some(Command::Delete(args)) => admin::delete(args),
         Some(Command::Pause(args)) => admin::pause(args),
+        Some(Command::Deploy(args)) => deploy::execute(args),
+        Some(Command::Wit(args)) => wit::execute(args),
         None => worker::execute(cli.worker),
     }
 }

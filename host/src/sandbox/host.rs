@@ -29,7 +29,7 @@ use super::budget::{self, LogAdmit, TRUNCATED};
 pub use super::budget::MAX_LOG_LINE;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../guest-sdk/wit",
     world: "beanbox:task/imports",
     imports: {
         "beanbox:task/job.info": async | trappable,

@@ -90,6 +90,19 @@ pub fn unsupported(ty: &Type) -> Option<String> {
     }
 }
 
+/// JSON Schemas of what a task returning `ty` answers: its result (`null`
+/// when it returns nothing) and the `err` value it may fail with (`null`
+/// when it cannot return one). A top-level `result<T, E>` is the task's
+/// verdict, not a value: its result is `T` unwrapped and its error `E`.
+pub fn reply_schemas(ty: Option<&Type>) -> (Value, Value) {
+    let side = |t: Option<Type>| t.map_or(json!({"type": "null"}), |t| json_schema(&t));
+    match ty {
+        None => (json!({"type": "null"}), Value::Null),
+        Some(Type::Result(r)) => (side(r.ok()), side(r.err())),
+        Some(ty) => (json_schema(ty), Value::Null),
+    }
+}
+
 /// A JSON Schema (draft 2020-12 vocabulary) for the JSON form of `ty`.
 pub fn json_schema(ty: &Type) -> Value {
     let int = |min: i128, max: i128| json!({"type": "integer", "minimum": min, "maximum": max});

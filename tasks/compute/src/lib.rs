@@ -4,15 +4,7 @@
 
 use std::hint::black_box;
 
-beanbox_sdk::wit_bindgen::generate!({
-    world: "compute",
-    runtime_path: "beanbox_sdk::wit_bindgen::rt",
-    with: {
-        "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
-        "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
-        "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
-    },
-});
+beanbox_sdk::generate!("compute");
 
 struct Compute;
 

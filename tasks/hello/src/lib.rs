@@ -5,15 +5,7 @@ use std::time::Duration;
 
 use beanbox_sdk::queue::{self, PutOptions};
 
-beanbox_sdk::wit_bindgen::generate!({
-    world: "hello",
-    runtime_path: "beanbox_sdk::wit_bindgen::rt",
-    with: {
-        "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
-        "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
-        "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
-    },
-});
+beanbox_sdk::generate!("hello");
 
 struct Hello;
 

@@ -9,15 +9,7 @@ use std::time::Duration;
 use beanbox_sdk::log::{self, Level};
 use beanbox_sdk::queue::{self, PutOptions};
 
-beanbox_sdk::wit_bindgen::generate!({
-    world: "hostile",
-    runtime_path: "beanbox_sdk::wit_bindgen::rt",
-    with: {
-        "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
-        "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
-        "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
-    },
-});
+beanbox_sdk::generate!("hostile");
 
 const MIB: usize = 1 << 20;
 /// Bytes between two writes when touching memory: one per 4 KiB, so that

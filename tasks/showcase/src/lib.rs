@@ -5,15 +5,7 @@
 // The generated glue for `describe` takes its 4 parameters as 8 core values.
 #![allow(clippy::too_many_arguments)]
 
-beanbox_sdk::wit_bindgen::generate!({
-    world: "showcase",
-    runtime_path: "beanbox_sdk::wit_bindgen::rt",
-    with: {
-        "beanbox:task/log@0.1.0": beanbox_sdk::wit::beanbox::task::log,
-        "beanbox:task/job@0.1.0": beanbox_sdk::wit::beanbox::task::job,
-        "beanbox:task/queue@0.1.0": beanbox_sdk::wit::beanbox::task::queue,
-    },
-});
+beanbox_sdk::generate!("showcase");
 
 struct Showcase;
 
