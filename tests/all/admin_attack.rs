@@ -372,6 +372,57 @@ async fn oversized_and_malformed_requests_are_refused_and_the_worker_serves_on()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_is_answered_at_a_bounded_rate() {
+    let server = Beanstalkd::start();
+    let addr = server.addr();
+    let admin = free_addr();
+    let mut worker = Worker::hello(&addr, "m", &["--admin", &admin]);
+    worker.wait_ready(&addr, "m", 1).await;
+
+    // 1,000 requests for the costliest page, pipelined on one connection.
+    const N: usize = 1000;
+    let one = format!("GET /api/state HTTP/1.1\r\nHost: {admin}\r\n\r\n");
+    let mut raw = one.repeat(N - 1);
+    raw.push_str(&format!(
+        "GET /api/state HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    ));
+    let target = admin.clone();
+    let (text, secs) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut stream = TcpStream::connect(&target).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        (
+            String::from_utf8_lossy(&got).into_owned(),
+            started.elapsed().as_secs_f64(),
+        )
+    })
+    .await
+    .unwrap();
+    let answered = text.matches("HTTP/1.1 200 ").count();
+    let refused = text.matches("HTTP/1.1 429 ").count();
+    assert_eq!(answered + refused, N, "{}", &text[..text.len().min(2000)]);
+    // At most the burst (200) and 100 a second, however fast this ran.
+    let bound = 200.0 + 100.0 * secs;
+    assert!(
+        (answered as f64) <= bound + 1.0,
+        "{answered} answered in {secs:.2} s"
+    );
+    if refused > 0 {
+        assert!(text.contains("retry-after: 1"), "no Retry-After");
+    }
+    // Health checks are never refused, and the worker serves on.
+    for _ in 0..300 {
+        assert_eq!(get(&admin, "/healthz").status, 200);
+    }
+    serve_jobs(&addr, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_from_the_config_cannot_forge_metrics_lines() {
     let server = Beanstalkd::start();
     let addr = server.addr();

@@ -41,6 +41,15 @@ pub const MAX_HEADERS: usize = 100;
 
 /// Serves `app` on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, app: Router) {
+    if let Ok(local) = listener.local_addr()
+        && !local.ip().is_loopback()
+    {
+        tracing::warn!(
+            addr = %local,
+            "admin listener not on loopback: whoever reaches it reads job bodies and \
+             failure reasons; keep it on 127.0.0.1 or behind an authenticating proxy"
+        );
+    }
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut full = false;
     loop {

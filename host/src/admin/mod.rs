@@ -8,9 +8,11 @@
 //! - `auth.rs`: who may act (pure check, axum extractor);
 //! - `guard.rs`: which requests are answered at all (DNS rebinding,
 //!   cross-site posts, framing);
+//! - `budget.rs`: how many requests a second are answered;
 //! - `listen.rs`: the connections, bounded (count, header timeout).
 
 pub mod auth;
+pub mod budget;
 pub mod guard;
 pub mod listen;
 pub mod poller;
@@ -80,6 +82,10 @@ pub fn spawn(listener: TcpListener, config: AdminConfig) -> anyhow::Result<Socke
     ));
     let hosts = config.hosts.clone();
     let app = router(AdminState::new(config))
+        .layer(axum::middleware::from_fn_with_state(
+            budget::shared(),
+            budget::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(hosts, guard::layer));
     tokio::spawn(listen::serve(listener, app));
     tracing::info!(addr = %local, "admin listener: /metrics, /healthz, /readyz, /api/state, /");
