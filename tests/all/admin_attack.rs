@@ -289,12 +289,8 @@ async fn another_site_can_neither_act_nor_read() {
         "{}",
         page.head
     );
-    assert_eq!(
-        page.header("content-security-policy"),
-        Some("frame-ancestors 'none'"),
-        "{}",
-        page.head
-    );
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("frame-ancestors 'none'"), "{}", page.head);
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
 }
 

@@ -236,22 +236,22 @@ pub async fn layer(State(allowed): State<Hosts>, request: Request, next: Next) -
     response
 }
 
-/// The headers every answer carries: no MIME sniffing, never in a frame
-/// (clickjacking the dashboard's buttons), no referrer to other sites.
+/// The headers every answer carries unless its route set its own (the
+/// dashboard sets a fuller Content-Security-Policy): no MIME sniffing,
+/// never in a frame (clickjacking the dashboard's buttons), no referrer to
+/// other sites.
 fn harden(headers: &mut HeaderMap) {
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    for (name, value) in defaults {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
 }
 
 #[cfg(test)]
