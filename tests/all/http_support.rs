@@ -61,3 +61,47 @@ pub fn get(addr: &str, path: &str) -> Answer {
     request(addr, "GET", path, &[], "")
         .unwrap_or_else(|| panic!("no answer to GET {path} from {addr}"))
 }
+
+/// An answer with its head (status line and headers, as sent).
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The status line and headers.
+    pub head: String,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl RawAnswer {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends the bytes `raw` (a whole request, written by the test) to `addr`
+/// and reads the answer until the server closes; `None` when nothing
+/// answers.
+pub fn exchange(addr: &str, raw: &[u8]) -> Option<RawAnswer> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream.write_all(raw).ok()?;
+    let mut got = Vec::new();
+    // An answer the server sends before closing is kept even if the close
+    // resets the connection.
+    let _ = stream.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some(RawAnswer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
+}

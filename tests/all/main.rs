@@ -8,6 +8,7 @@ mod http_support;
 mod support;
 mod worker_support;
 
+mod admin_attack;
 mod admin_cli;
 mod budgets;
 mod cache;

@@ -7,10 +7,17 @@
 //!   pause) on [`crate::ops`];
 //! - `poller.rs`: beanstalkd's tube counts, polled every second;
 //! - `state.rs`: the `/api/state` document and readiness (pure);
-//! - `auth.rs`: who may act (pure check, axum extractor).
+//! - `auth.rs`: who may act (pure check, axum extractor);
+//! - `guard.rs`: which requests are answered at all (DNS rebinding,
+//!   cross-site posts, framing);
+//! - `budget.rs`: how many requests a second are answered;
+//! - `listen.rs`: the connections, bounded (count, header timeout).
 
 pub mod actions;
 pub mod auth;
+pub mod budget;
+pub mod guard;
+pub mod listen;
 pub mod poller;
 pub mod server;
 pub mod state;
@@ -37,6 +44,9 @@ pub struct AdminConfig {
     /// Modules readiness waits for besides the tenants' (with no config and
     /// no `--tube`: the module files found at start).
     pub modules_at_start: Vec<String>,
+    /// Host names requests may carry besides IP literals and `localhost`
+    /// (see [`guard`]).
+    pub hosts: guard::Hosts,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -73,12 +83,14 @@ pub fn spawn(listener: TcpListener, config: AdminConfig) -> anyhow::Result<Socke
         config.beanstalkd.clone(),
         config.metrics.clone(),
     ));
-    let app = router(AdminState::new(config));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(addr = %local, error = %e, "admin listener stopped");
-        }
-    });
+    let hosts = config.hosts.clone();
+    let app = router(AdminState::new(config))
+        .layer(axum::middleware::from_fn_with_state(
+            budget::shared(),
+            budget::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::layer));
+    tokio::spawn(listen::serve(listener, app));
     tracing::info!(addr = %local, "admin listener: /metrics, /healthz, /readyz, /api/state, /api/buried, POST /api/kick /api/delete /api/pause, /");
     Ok(local)
 }

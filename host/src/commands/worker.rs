@@ -98,6 +98,16 @@ pub struct WorkerArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// A host name the admin listener is reached by (e.g. through a
+    /// proxy), besides IP addresses, `localhost` and the --admin host;
+    /// requests naming other hosts are refused (DNS rebinding). Repeatable.
+    #[arg(
+        long = "admin-host",
+        value_name = "NAME",
+        env = "BEANBOX_ADMIN_HOSTS",
+        value_delimiter = ','
+    )]
+    pub admin_hosts: Vec<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -200,7 +210,10 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         // A bad address or one in use stops the worker before anything.
         let admin_listener = match &args.admin {
-            Some(addr) => Some(admin::bind(addr).await?),
+            Some(addr) => Some((
+                admin::bind(addr).await?,
+                admin::guard::Hosts::new(addr, &args.admin_hosts).map_err(anyhow::Error::msg)?,
+            )),
             None => None,
         };
         let metrics = Metrics::new();
@@ -211,7 +224,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         // before any module is compiled.
         let config = tenants.resolve(&registry)?;
         registry.configure(&config);
-        if let Some(listener) = admin_listener {
+        if let Some((listener, hosts)) = admin_listener {
             // Serving every module in the directory: ready once those
             // there at start have loaded.
             let serve_all = matches!(tenants, Tenants::Implicit { tubes: None, .. });
@@ -228,6 +241,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         Vec::new()
                     },
+                    hosts,
                 },
             )?;
         }
