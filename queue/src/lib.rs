@@ -53,7 +53,7 @@ pub mod producer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use beanstalk::{Client, Error, Job, JobState, JobStats, Result, TubeStats};
+pub use beanstalk::{Client, Error, Job, JobState, JobStats, Result, ServerError, TubeStats};
 pub use envelope::{
     Envelope, EnvelopeError, ErrorKind, ReplyBody, ReplyError, reply_err, reply_ok,
 };
