@@ -49,6 +49,7 @@
 
 pub mod beanstalk;
 pub mod envelope;
+pub mod kwargs;
 pub mod producer;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -57,6 +58,7 @@ pub use beanstalk::{Client, Error, Job, JobState, JobStats, Result, ServerError,
 pub use envelope::{
     Envelope, EnvelopeError, ErrorKind, ReplyBody, ReplyError, reply_err, reply_ok,
 };
+pub use kwargs::{KwargsError, parse_kwargs};
 pub use producer::{Producer, PutOptions};
 
 /// Where beanstalkd listens unless told otherwise.
