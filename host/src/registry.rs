@@ -417,9 +417,9 @@ impl Registry {
     /// Loads every module now, in the background (smallest first, each
     /// serving as soon as it is loaded), then watches the directory
     /// (inotify) and rescans on every change, and every `every` regardless,
-    /// until the process ends. Compiling happens on the blocking pool, never
-    /// on a job's thread.
-    pub fn spawn_watcher(&self, every: Duration) {
+    /// until the returned [`Watcher`] is dropped. Compiling happens on the
+    /// blocking pool, never on a job's thread.
+    pub fn spawn_watcher(&self, every: Duration) -> Watcher {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
             let _ = tx.send(());
@@ -435,7 +435,7 @@ impl Registry {
             }
         }
         let registry = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut retry_soon = false;
@@ -455,6 +455,29 @@ impl Registry {
                     .unwrap_or(true);
             }
         });
+        Watcher {
+            registry: self.clone(),
+            task,
+        }
+    }
+}
+
+/// The running watcher of [`Registry::spawn_watcher`]; dropping it stops
+/// the rescans and the directory watch (a rescan already on the blocking
+/// pool finishes).
+#[must_use = "dropping the Watcher stops it"]
+#[derive(Debug)]
+pub struct Watcher {
+    registry: Registry,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Ok(mut watching) = self.registry.inner.watching.lock() {
+            *watching = None;
+        }
     }
 }
 

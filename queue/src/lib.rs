@@ -49,14 +49,16 @@
 
 pub mod beanstalk;
 pub mod envelope;
+pub mod kwargs;
 pub mod producer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use beanstalk::{Client, Error, Job, JobState, JobStats, Result, TubeStats};
+pub use beanstalk::{Client, Error, Job, JobState, JobStats, Result, ServerError, TubeStats};
 pub use envelope::{
     Envelope, EnvelopeError, ErrorKind, ReplyBody, ReplyError, reply_err, reply_ok,
 };
+pub use kwargs::{KwargsError, parse_kwargs};
 pub use producer::{Producer, PutOptions};
 
 /// Where beanstalkd listens unless told otherwise.

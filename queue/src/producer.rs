@@ -78,7 +78,7 @@ impl Producer {
     /// # Errors
     ///
     /// [`Error::InvalidTube`] for a bad `tube` or `reply_to`, the server's
-    /// refusals ([`Error::JobTooBig`], [`Error::Draining`], …), or a
+    /// refusals ([`ServerError::JobTooBig`](crate::ServerError::JobTooBig), [`ServerError::Draining`](crate::ServerError::Draining), …), or a
     /// connection error.
     pub async fn put(
         &mut self,
@@ -99,8 +99,8 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTube`], the server's refusals ([`Error::JobTooBig`],
-    /// [`Error::Draining`], …), or a connection error.
+    /// [`Error::InvalidTube`], the server's refusals ([`ServerError::JobTooBig`](crate::ServerError::JobTooBig),
+    /// [`ServerError::Draining`](crate::ServerError::Draining), …), or a connection error.
     pub async fn put_body(
         &mut self,
         tube: &str,

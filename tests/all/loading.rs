@@ -3,7 +3,8 @@
 //! a file name that cannot be a tube is refused once; compiling a huge
 //! component gives its memory back; at start a quick module serves while a
 //! slow one still compiles; and `Registry::pending`, the deploy window the
-//! worker waits through instead of burying jobs.
+//! worker waits through instead of burying jobs; the directory watcher stops
+//! when its handle is dropped.
 
 use std::fs::File;
 use std::time::Duration;
@@ -491,4 +492,31 @@ fn a_module_with_its_own_dir_is_pending_and_loaded_from_there() {
     registry.rescan(Duration::ZERO);
     assert_eq!(registry.names(), ["hello"]);
     assert!(!registry.pending("hello"));
+}
+
+#[tokio::test]
+async fn the_watcher_loads_new_modules_until_it_is_dropped() {
+    let modules = Modules::with(&[]);
+    let registry = registry(&modules);
+    let watcher = registry.spawn_watcher(Duration::from_millis(50));
+    let mut generation = registry.subscribe();
+    modules.deploy("hello", &std::fs::read(support::wasm("hello")).unwrap());
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while registry.get("hello").is_none() {
+            generation.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the watcher loads a module deployed while it runs");
+
+    drop(watcher);
+    // Not a component: a scan would refuse it at once, ending its pending.
+    modules.deploy("again", b"\0asm not a component");
+    // Ten times the settle time plus forty rescan periods: a running watcher
+    // would have scanned it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        registry.pending("again"),
+        "a dropped watcher rescans no more"
+    );
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use beanbox_queue::KwargsError;
 use clap::Args;
 
 use super::{CacheArgs, EXIT_BAD_INPUT, LimitArgs, exit_code_for, exit_codes_help};
@@ -52,14 +53,16 @@ pub fn execute(args: CallArgs) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(e) => return Ok(bad_input(&e.to_string())),
     };
-    let kwargs = match serde_json::from_str::<serde_json::Value>(&args.kwargs) {
-        Ok(serde_json::Value::Object(map)) => map,
-        Ok(other) => {
+    let kwargs = match beanbox_queue::parse_kwargs(&args.kwargs) {
+        Ok(map) => map,
+        Err(KwargsError::NotObject(other)) => {
             return Ok(bad_input(&format!(
                 "--kwargs must be a JSON object, got {other}"
             )));
         }
-        Err(e) => return Ok(bad_input(&format!("--kwargs is not valid JSON: {e}"))),
+        Err(KwargsError::NotJson(e)) => {
+            return Ok(bad_input(&format!("--kwargs is not valid JSON: {e}")));
+        }
     };
     let sandbox = Sandbox::new()?;
     let module = match args.cache.load(&sandbox, &args.module) {

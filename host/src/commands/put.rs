@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use beanbox_queue::{Client, Producer, PutOptions, ReplyBody, ReplyError};
+use beanbox_queue::{Client, KwargsError, Producer, PutOptions, ReplyBody, ReplyError};
 use clap::Args;
 
 use super::{EXIT_BAD_INPUT, EXIT_ERROR, EXIT_LIMIT, EXIT_TASK_FAILED, exit_codes_help};
@@ -64,13 +64,13 @@ pub struct PutArgs {
 ///
 /// beanstalkd unreachable or refusing the job.
 pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
-    let kwargs = match serde_json::from_str::<serde_json::Value>(&args.kwargs) {
-        Ok(serde_json::Value::Object(map)) => map,
-        Ok(other) => {
+    let kwargs = match beanbox_queue::parse_kwargs(&args.kwargs) {
+        Ok(map) => map,
+        Err(KwargsError::NotObject(other)) => {
             eprintln!("error: --kwargs must be a JSON object, got {other}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
-        Err(e) => {
+        Err(KwargsError::NotJson(e)) => {
             eprintln!("error: --kwargs is not valid JSON: {e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }

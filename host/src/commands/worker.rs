@@ -247,7 +247,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         }
         // Modules load in the background, smallest first; each one's tubes
         // are served as soon as it is loaded.
-        registry.spawn_watcher(rescan);
+        let _watcher = registry.spawn_watcher(rescan);
         let (tx, rx) = watch::channel(Phase::Running);
         let (reload_tx, reload_rx) = mpsc::unbounded_channel();
         tokio::spawn(watch_signals(tx, reload_tx, grace));

@@ -114,14 +114,7 @@ impl FailureRecord {
 /// The longest prefix of `text` of at most `max` bytes ending on a char
 /// boundary.
 pub(crate) fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let end = (0..=max)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    &text[..end]
+    &text[..text.floor_char_boundary(max)]
 }
 
 /// Seconds since the Unix epoch.

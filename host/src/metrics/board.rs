@@ -107,14 +107,7 @@ impl<T> Ring<T> {
 
 /// `text` cut to at most `max` bytes at a char boundary.
 pub fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    text[..text.floor_char_boundary(max)].to_string()
 }
 
 /// A tube's job counts, as `stats-tube` last told them.

@@ -217,14 +217,7 @@ impl Budgets {
 /// The longest prefix of `text` of at most `max` bytes that ends on a char
 /// boundary.
 pub(crate) fn prefix(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let cut = (0..=max)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    &text[..cut]
+    &text[..text.floor_char_boundary(max)]
 }
 
 #[cfg(test)]

@@ -158,11 +158,7 @@ fn describe(value: &Value) -> String {
     };
     let mut text = value.to_string();
     if text.len() > 40 {
-        let cut = (0..=37)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
+        text.truncate(text.floor_char_boundary(37));
         text.push_str("...");
     }
     format!("{kind} {text}")

@@ -84,11 +84,7 @@ pub(super) fn one_line(text: &str) -> String {
 
 fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
-        let cut = (0..=max)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
+        text.truncate(text.floor_char_boundary(max));
         text.push_str("...");
     }
     text

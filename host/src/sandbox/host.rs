@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use beanbox_queue::Envelope;
+use beanbox_queue::{Envelope, KwargsError};
 use wasmtime::component::{HasSelf, Linker, WasmStr};
 use wasmtime::{AsContext, StoreContextMut, Trap};
 
@@ -247,9 +247,9 @@ pub(crate) fn check_put_args(
     if raw > MAX_JOB_SIZE {
         return Err(too_big(raw));
     }
-    let kwargs = match serde_json::from_str::<serde_json::Value>(kwargs_json) {
-        Ok(serde_json::Value::Object(map)) => map,
-        Ok(other) => {
+    let kwargs = match beanbox_queue::parse_kwargs(kwargs_json) {
+        Ok(map) => map,
+        Err(KwargsError::NotObject(other)) => {
             let shown = budget::prefix(kwargs_json, 100);
             let what = match other {
                 serde_json::Value::Array(_) => "an array",
@@ -262,7 +262,9 @@ pub(crate) fn check_put_args(
                 "kwargs must be a JSON object, got {what}: {shown}"
             )));
         }
-        Err(e) => return Err(PutError::Invalid(format!("kwargs are not valid JSON: {e}"))),
+        Err(KwargsError::NotJson(e)) => {
+            return Err(PutError::Invalid(format!("kwargs are not valid JSON: {e}")));
+        }
     };
     let request = PutRequest {
         tube: tube.to_owned(),

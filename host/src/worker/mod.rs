@@ -27,7 +27,6 @@ mod slot;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -161,14 +160,12 @@ pub async fn run(
     }
 
     // Stopping: pass each phase on to every group until all have finished.
-    let all: Vec<Group> = groups.into_values().chain(retired).collect();
-    let mut waiting = Box::pin(async {
-        for group in &all {
-            for slot in &group.slots {
-                while !slot.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
+    let mut all: Vec<Group> = groups.into_values().chain(retired).collect();
+    let slots: Vec<JoinHandle<()>> = all.iter_mut().flat_map(|g| g.slots.drain(..)).collect();
+    let mut waiting = Box::pin(async move {
+        for slot in slots {
+            // A slot that panicked has finished too.
+            let _ = slot.await;
         }
     });
     loop {

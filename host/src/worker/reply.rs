@@ -78,7 +78,7 @@ pub(super) async fn send(
         // Put, though beanstalkd buried it for want of memory: it is there.
         Ok(_) | Err(beanbox_queue::Error::Buried(_)) => Delivery::Sent,
         Err(e) if e.is_connection_error() => return Err(e),
-        Err(beanbox_queue::Error::JobTooBig) => {
+        Err(beanbox_queue::Error::Server(beanbox_queue::ServerError::JobTooBig)) => {
             let size = body.len();
             match conn
                 .put_retrying(tube, OPTIONS, &too_big(job, task, size))

@@ -107,7 +107,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::JobTooBig`] over the server's size limit, [`Error::Draining`],
+    /// [`ServerError::JobTooBig`](super::ServerError::JobTooBig) over the server's size limit, [`ServerError::Draining`](super::ServerError::Draining),
     /// [`Error::Buried`] with the new id when the server ran out of memory,
     /// or a connection error.
     pub async fn put(&mut self, priority: u32, delay: u32, ttr: u32, body: &[u8]) -> Result<u64> {
@@ -182,7 +182,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::DeadlineSoon`] when a job this connection holds is about to
+    /// [`ServerError::DeadlineSoon`](super::ServerError::DeadlineSoon) when a job this connection holds is about to
     /// time out, or a connection error.
     pub async fn reserve(&mut self) -> Result<Job> {
         self.job_request(Command::Reserve).await
@@ -192,7 +192,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::TimedOut`] when none came, [`Error::DeadlineSoon`] when a job
+    /// [`ServerError::TimedOut`](super::ServerError::TimedOut) when none came, [`ServerError::DeadlineSoon`](super::ServerError::DeadlineSoon) when a job
     /// this connection holds is about to time out, or a connection error.
     pub async fn reserve_with_timeout(&mut self, secs: u32) -> Result<Job> {
         self.job_request(Command::ReserveWithTimeout(secs)).await
@@ -202,7 +202,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when it does not exist or is reserved, or a
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when it does not exist or is reserved, or a
     /// connection error.
     pub async fn reserve_job(&mut self, id: u64) -> Result<Job> {
         self.job_request(Command::ReserveJob(id)).await
@@ -213,7 +213,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when the job does not exist or another connection
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when the job does not exist or another connection
     /// holds it (e.g. its TTR ran out), or a connection error.
     pub async fn delete(&mut self, id: u64) -> Result<()> {
         self.expect(Command::Delete(id), Response::Deleted).await
@@ -223,7 +223,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when this connection does not hold the job,
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when this connection does not hold the job,
     /// [`Error::Buried`] when the server ran out of memory and buried it, or
     /// a connection error.
     pub async fn release(&mut self, id: u64, priority: u32, delay: u32) -> Result<()> {
@@ -243,7 +243,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when this connection does not hold the job, or a
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when this connection does not hold the job, or a
     /// connection error.
     pub async fn bury(&mut self, id: u64, priority: u32) -> Result<()> {
         self.expect(Command::Bury { id, priority }, Response::Buried(None))
@@ -254,7 +254,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when this connection does not hold the job, or a
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when this connection does not hold the job, or a
     /// connection error.
     pub async fn touch(&mut self, id: u64) -> Result<()> {
         self.expect(Command::Touch(id), Response::Touched).await
@@ -274,7 +274,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotIgnored`] when it is the only watched tube,
+    /// [`ServerError::NotIgnored`](super::ServerError::NotIgnored) when it is the only watched tube,
     /// [`Error::InvalidTube`], or a connection error.
     pub async fn ignore(&mut self, tube: &str) -> Result<u32> {
         proto::validate_tube(tube)?;
@@ -285,7 +285,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], or a connection error.
+    /// [`ServerError::NotFound`](super::ServerError::NotFound), or a connection error.
     pub async fn peek(&mut self, id: u64) -> Result<Job> {
         self.job_request(Command::Peek(id)).await
     }
@@ -294,7 +294,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when there is none, or a connection error.
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when there is none, or a connection error.
     pub async fn peek_ready(&mut self) -> Result<Job> {
         self.job_request(Command::PeekReady).await
     }
@@ -303,7 +303,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when there is none, or a connection error.
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when there is none, or a connection error.
     pub async fn peek_delayed(&mut self) -> Result<Job> {
         self.job_request(Command::PeekDelayed).await
     }
@@ -312,7 +312,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when there is none, or a connection error.
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when there is none, or a connection error.
     pub async fn peek_buried(&mut self) -> Result<Job> {
         self.job_request(Command::PeekBuried).await
     }
@@ -335,7 +335,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when the job does not exist or is neither buried
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when the job does not exist or is neither buried
     /// nor delayed, or a connection error.
     pub async fn kick_job(&mut self, id: u64) -> Result<()> {
         self.expect(Command::KickJob(id), Response::Kicked(None))
@@ -346,7 +346,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`], or a connection error.
+    /// [`ServerError::NotFound`](super::ServerError::NotFound), or a connection error.
     pub async fn stats_job(&mut self, id: u64) -> Result<JobStats> {
         JobStats::from_yaml(&self.yaml(Command::StatsJob(id)).await?)
     }
@@ -355,7 +355,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when the tube does not exist (a tube exists only
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when the tube does not exist (a tube exists only
     /// while it has jobs, users or watchers), [`Error::InvalidTube`], or a
     /// connection error.
     pub async fn stats_tube(&mut self, tube: &str) -> Result<TubeStats> {
@@ -408,7 +408,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] when the tube does not exist,
+    /// [`ServerError::NotFound`](super::ServerError::NotFound) when the tube does not exist,
     /// [`Error::InvalidTube`], or a connection error.
     pub async fn pause_tube(&mut self, tube: &str, delay: u32) -> Result<()> {
         proto::validate_tube(tube)?;
@@ -547,7 +547,7 @@ impl Client {
     /// error reply as such, anything else as a desynchronised stream.
     fn unexpected(&mut self, cmd: Command<'_>, reply: Response) -> Error {
         match reply {
-            Response::ServerError(e) => e.into(),
+            Response::ServerError(e) => Error::Server(e),
             other => {
                 self.desynced = true;
                 Error::Protocol(format!(

@@ -1,50 +1,21 @@
-//! The client's error type: one variant per beanstalkd error reply, plus what
+//! The client's error type: beanstalkd's error replies ([`ServerError`]), plus what
 //! can go wrong on our side of the connection. The `is_*` predicates group the
 //! variants by what a caller should do next (retry, reconnect, give up).
 
+use super::server_error::ServerError;
+
 /// Everything a beanstalkd request can fail with.
 ///
-/// The first group mirrors the server's replies one to one; the last five
+/// `Server` and `Buried` are the server's refusals; the last five
 /// (`InvalidTube`, `Malformed`, `Io`, `Protocol`, `Closed`) are raised by
 /// the client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `OUT_OF_MEMORY`: the server cannot allocate the job; try again later.
-    #[error("beanstalkd is out of memory (OUT_OF_MEMORY)")]
-    OutOfMemory,
-    /// `INTERNAL_ERROR`: a bug in the server.
-    #[error("beanstalkd reported an internal error (INTERNAL_ERROR)")]
-    InternalError,
-    /// `BAD_FORMAT`: the server could not parse the command line.
-    #[error("beanstalkd rejected a malformed command (BAD_FORMAT)")]
-    BadFormat,
-    /// `UNKNOWN_COMMAND`: the server does not know the command.
-    #[error("beanstalkd does not know the command (UNKNOWN_COMMAND)")]
-    UnknownCommand,
-    /// `EXPECTED_CRLF`: a job body was not followed by `\r\n`.
-    #[error("beanstalkd expected CRLF after the job body (EXPECTED_CRLF)")]
-    ExpectedCrlf,
-    /// `JOB_TOO_BIG`: the body is larger than the server's `-z` limit.
-    #[error("job body is larger than the server's maximum job size (JOB_TOO_BIG)")]
-    JobTooBig,
-    /// `DRAINING`: the server is in drain mode and accepts no new jobs.
-    #[error("beanstalkd is draining and accepts no new jobs (DRAINING)")]
-    Draining,
-    /// `DEADLINE_SOON`: a job this connection holds reaches its TTR within a
-    /// second; touch, finish or release it.
-    #[error("a reserved job's time-to-run ends within a second (DEADLINE_SOON)")]
-    DeadlineSoon,
-    /// `TIMED_OUT`: `reserve-with-timeout` found no job in time.
-    #[error("no job became ready before the reserve timeout (TIMED_OUT)")]
-    TimedOut,
-    /// `NOT_FOUND`: no such job (or tube), or the job is not in a state that
-    /// allows the command, e.g. reserved by another connection.
-    #[error("job or tube not found (NOT_FOUND)")]
-    NotFound,
-    /// `NOT_IGNORED`: the connection tried to ignore its only watched tube.
-    #[error("cannot ignore the only watched tube (NOT_IGNORED)")]
-    NotIgnored,
+    /// One of the server's error replies (`NOT_FOUND`, `JOB_TOO_BIG`, …);
+    /// the connection is fine.
+    #[error("{0}")]
+    Server(#[from] ServerError),
     /// `BURIED [id]`: the server ran out of memory growing a priority queue
     /// and buried the job instead (`put` carries the new job's id;
     /// `release` carries none).
@@ -80,19 +51,27 @@ fn buried_message(id: Option<u64>) -> String {
 }
 
 impl Error {
+    /// The server's error reply, when this is one.
+    pub fn server_error(&self) -> Option<ServerError> {
+        match self {
+            Error::Server(e) => Some(*e),
+            _ => None,
+        }
+    }
+
     /// `TIMED_OUT`: a reserve with timeout found no job. Not a failure.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::TimedOut)
+        self.server_error() == Some(ServerError::TimedOut)
     }
 
     /// `DEADLINE_SOON`: a job held by this connection is about to time out.
     pub fn is_deadline_soon(&self) -> bool {
-        matches!(self, Error::DeadlineSoon)
+        self.server_error() == Some(ServerError::DeadlineSoon)
     }
 
     /// `NOT_FOUND`: the job or tube does not exist (any more) or is not ours.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound)
+        self.server_error() == Some(ServerError::NotFound)
     }
 
     /// The connection is unusable: drop the [`Client`](super::Client) and
@@ -104,10 +83,7 @@ impl Error {
     /// The server cannot take the request now; the same request may succeed
     /// later (or on another server).
     pub fn is_server_busy(&self) -> bool {
-        matches!(
-            self,
-            Error::OutOfMemory | Error::InternalError | Error::Draining
-        )
+        self.server_error().is_some_and(ServerError::is_server_busy)
     }
 
     /// A copy for reporting one connection failure to two pipelined requests.

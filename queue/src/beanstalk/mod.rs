@@ -5,8 +5,10 @@
 pub mod client;
 pub mod error;
 pub mod proto;
+pub mod server_error;
 pub mod stats;
 
 pub use client::{Client, Job};
 pub use error::{Error, Result};
+pub use server_error::ServerError;
 pub use stats::{JobState, JobStats, TubeStats};

@@ -7,6 +7,7 @@ use std::fmt::{self, Write as _};
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::Error;
+pub use super::server_error::ServerError;
 
 /// Longest tube name beanstalkd accepts.
 pub const MAX_TUBE_NAME: usize = 200;
@@ -208,52 +209,6 @@ pub fn validate_tube(name: &str) -> Result<(), Error> {
     }
 }
 
-/// An error reply: the server refused the request, the connection is fine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// `OUT_OF_MEMORY`
-    OutOfMemory,
-    /// `INTERNAL_ERROR`
-    InternalError,
-    /// `BAD_FORMAT`
-    BadFormat,
-    /// `UNKNOWN_COMMAND`
-    UnknownCommand,
-    /// `EXPECTED_CRLF`
-    ExpectedCrlf,
-    /// `JOB_TOO_BIG`
-    JobTooBig,
-    /// `DRAINING`
-    Draining,
-    /// `DEADLINE_SOON`
-    DeadlineSoon,
-    /// `TIMED_OUT`
-    TimedOut,
-    /// `NOT_FOUND`
-    NotFound,
-    /// `NOT_IGNORED`
-    NotIgnored,
-}
-
-impl From<ServerError> for Error {
-    fn from(e: ServerError) -> Error {
-        match e {
-            ServerError::OutOfMemory => Error::OutOfMemory,
-            ServerError::InternalError => Error::InternalError,
-            ServerError::BadFormat => Error::BadFormat,
-            ServerError::UnknownCommand => Error::UnknownCommand,
-            ServerError::ExpectedCrlf => Error::ExpectedCrlf,
-            ServerError::JobTooBig => Error::JobTooBig,
-            ServerError::Draining => Error::Draining,
-            ServerError::DeadlineSoon => Error::DeadlineSoon,
-            ServerError::TimedOut => Error::TimedOut,
-            ServerError::NotFound => Error::NotFound,
-            ServerError::NotIgnored => Error::NotIgnored,
-        }
-    }
-}
-
 /// One server reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
@@ -311,19 +266,7 @@ impl Response {
             Response::Kicked(_) => "KICKED",
             Response::Ok(_) => "OK",
             Response::Paused => "PAUSED",
-            Response::ServerError(e) => match e {
-                ServerError::OutOfMemory => "OUT_OF_MEMORY",
-                ServerError::InternalError => "INTERNAL_ERROR",
-                ServerError::BadFormat => "BAD_FORMAT",
-                ServerError::UnknownCommand => "UNKNOWN_COMMAND",
-                ServerError::ExpectedCrlf => "EXPECTED_CRLF",
-                ServerError::JobTooBig => "JOB_TOO_BIG",
-                ServerError::Draining => "DRAINING",
-                ServerError::DeadlineSoon => "DEADLINE_SOON",
-                ServerError::TimedOut => "TIMED_OUT",
-                ServerError::NotFound => "NOT_FOUND",
-                ServerError::NotIgnored => "NOT_IGNORED",
-            },
+            Response::ServerError(e) => e.name(),
         }
     }
 }
@@ -430,18 +373,10 @@ fn parse_head(line: &[u8]) -> Result<Head, Error> {
             "RELEASED" => Response::Released,
             "TOUCHED" => Response::Touched,
             "PAUSED" => Response::Paused,
-            "OUT_OF_MEMORY" => Response::ServerError(ServerError::OutOfMemory),
-            "INTERNAL_ERROR" => Response::ServerError(ServerError::InternalError),
-            "BAD_FORMAT" => Response::ServerError(ServerError::BadFormat),
-            "UNKNOWN_COMMAND" => Response::ServerError(ServerError::UnknownCommand),
-            "EXPECTED_CRLF" => Response::ServerError(ServerError::ExpectedCrlf),
-            "JOB_TOO_BIG" => Response::ServerError(ServerError::JobTooBig),
-            "DRAINING" => Response::ServerError(ServerError::Draining),
-            "DEADLINE_SOON" => Response::ServerError(ServerError::DeadlineSoon),
-            "TIMED_OUT" => Response::ServerError(ServerError::TimedOut),
-            "NOT_FOUND" => Response::ServerError(ServerError::NotFound),
-            "NOT_IGNORED" => Response::ServerError(ServerError::NotIgnored),
-            _ => return Err(bad("unknown reply")),
+            other => match ServerError::from_name(other) {
+                Some(e) => Response::ServerError(e),
+                None => return Err(bad("unknown reply")),
+            },
         }),
     };
     if words.next().is_some() {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use beanbox_queue::testing::Beanstalkd;
-use beanbox_queue::{Error, JobState};
+use beanbox_queue::{Error, JobState, ServerError};
 
 use crate::connect;
 
@@ -27,7 +27,7 @@ async fn delete_of_missing_job_is_not_found() {
     let server = Beanstalkd::start();
     let mut c = connect(&server).await;
     let e = c.delete(12345).await.unwrap_err();
-    assert!(matches!(e, Error::NotFound), "{e:?}");
+    assert!(matches!(e, Error::Server(ServerError::NotFound)), "{e:?}");
     assert!(!e.is_connection_error());
     // An error reply leaves the connection usable.
     assert!(!c.is_broken());
@@ -67,7 +67,7 @@ async fn reserve_gets_deadline_soon_while_holding_a_job_about_to_expire() {
     c.reserve().await.unwrap();
     let e = c.reserve_with_timeout(2).await.unwrap_err();
     assert!(e.is_deadline_soon(), "{e:?}");
-    assert!(matches!(e, Error::DeadlineSoon));
+    assert!(matches!(e, Error::Server(ServerError::DeadlineSoon)));
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn watch_and_ignore_until_not_ignored() {
     assert_eq!(c.list_tubes_watched().await.unwrap(), ["default", "a"]);
     assert_eq!(c.ignore("default").await.unwrap(), 1);
     let e = c.ignore("a").await.unwrap_err();
-    assert!(matches!(e, Error::NotIgnored), "{e:?}");
+    assert!(matches!(e, Error::Server(ServerError::NotIgnored)), "{e:?}");
     assert_eq!(c.list_tubes_watched().await.unwrap(), ["a"]);
 }
 
@@ -276,7 +276,7 @@ async fn job_over_the_size_limit_is_too_big_and_the_connection_survives() {
     let server = Beanstalkd::start_with_args(&["-z", "10"]);
     let mut c = connect(&server).await;
     let e = c.put(0, 0, 60, b"eleven byte").await.unwrap_err();
-    assert!(matches!(e, Error::JobTooBig), "{e:?}");
+    assert!(matches!(e, Error::Server(ServerError::JobTooBig)), "{e:?}");
     let id = c.put(0, 0, 60, b"ten bytes!").await.unwrap();
     assert_eq!(&c.peek(id).await.unwrap().body[..], b"ten bytes!");
 }
@@ -309,7 +309,7 @@ async fn draining_server_refuses_puts() {
             Ok(_) => panic!("server never started draining"),
         }
     };
-    assert!(matches!(e, Error::Draining), "{e:?}");
+    assert!(matches!(e, Error::Server(ServerError::Draining)), "{e:?}");
     assert!(e.is_server_busy());
     // Reserving still works in drain mode.
     assert_eq!(&c.reserve().await.unwrap().body[..], b"before");
@@ -500,7 +500,7 @@ async fn put_in_leaves_no_tube_in_use() {
         .put_in("replies-2", 0, 0, 60, b"eleven byte")
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::JobTooBig), "{e:?}");
+    assert!(matches!(e, Error::Server(ServerError::JobTooBig)), "{e:?}");
     assert!(!c.is_broken());
     assert_eq!(c.list_tube_used().await.unwrap(), "default");
     assert_eq!(c.list_tubes().await.unwrap(), ["default"]);

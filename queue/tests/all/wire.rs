@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use beanbox_queue::{Client, Error};
+use beanbox_queue::{Client, Error, ServerError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -157,7 +157,7 @@ async fn buried_put_carries_the_new_id() {
     assert!(matches!(c.release(9, 1, 0).await, Err(Error::Buried(None))));
     let e = c.put(1, 2, 3, b"y").await.unwrap_err();
     assert!(
-        matches!(e, Error::OutOfMemory) && e.is_server_busy(),
+        matches!(e, Error::Server(ServerError::OutOfMemory)) && e.is_server_busy(),
         "{e:?}"
     );
     assert!(!c.is_broken());
