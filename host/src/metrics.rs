@@ -18,8 +18,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::config::Config;
+use crate::failures::{MAX_REASON_BYTES, cut};
 use crate::sandbox::Module;
-use board::{Board, FailedOutcome, FailureEntry, REASON_MAX_BYTES, TubeCounts, Usage};
+use board::{Board, FailedOutcome, FailureEntry, TubeCounts, Usage};
 use families::{
     Families, JobLabels, ModuleLabel, OutcomeLabel, TUBE_STATES, TaskLabels, TenantLabel,
     TubeStateLabels,
@@ -214,7 +215,7 @@ impl Metrics {
                 tenant: job.tenant.to_string(),
                 attempt: job.attempt,
                 kind: (*kind).to_string(),
-                reason: board::cut(reason, REASON_MAX_BYTES),
+                reason: cut(reason, MAX_REASON_BYTES).to_owned(),
                 at: unix_now(),
                 outcome,
             });
@@ -498,7 +499,7 @@ mod tests {
         assert_eq!(board.failures.len(), 1, "only the failure is listed");
         let failure = &board.failures[0];
         assert_eq!(failure.outcome, FailedOutcome::Buried);
-        assert_eq!(failure.reason.len(), REASON_MAX_BYTES);
+        assert_eq!(failure.reason.len(), MAX_REASON_BYTES);
     }
 
     #[test]

@@ -193,7 +193,7 @@ pub fn buried(args: BuriedArgs) -> anyhow::Result<ExitCode> {
         if args.admin.json {
             serde_json::to_string(&list).expect("serialisable")
         } else {
-            buried_table(&list, crate::failures::unix_now())
+            buried_table(&list, crate::metrics::unix_now())
         }
     }))
 }

@@ -21,8 +21,8 @@ mod write;
 
 pub use judge::{Verdict, judge};
 pub use read::{Current, MAX_RECORDS, Records, read};
+pub(crate) use record::cut;
 pub use record::{Failed, FailureRecord, MAX_REASON_BYTES, RECORD_VERSION, RecordError};
-pub(crate) use record::{cut, unix_now};
 pub use write::{Written, write};
 
 /// The tube that holds the failure records. No tenant may serve it.

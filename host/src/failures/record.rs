@@ -1,6 +1,6 @@
 //! The failure record: what it holds, its JSON and its version.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::metrics::unix_now;
 
 use beanbox_queue::ErrorKind;
 use serde::{Deserialize, Serialize};
@@ -115,13 +115,6 @@ impl FailureRecord {
 /// boundary.
 pub(crate) fn cut(text: &str, max: usize) -> &str {
     &text[..text.floor_char_boundary(max)]
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -10,9 +10,6 @@ use serde::Serialize;
 /// Failed attempts kept for the dashboard.
 pub const FAILURES_KEPT: usize = 100;
 
-/// The longest reason kept with a failure, in bytes.
-pub const REASON_MAX_BYTES: usize = 2048;
-
 /// Seconds of rate samples kept per tube.
 pub const RATE_WINDOW_SECS: u64 = 600;
 
@@ -64,7 +61,7 @@ pub struct FailureEntry {
     pub attempt: u32,
     /// The failure's kind, as in a reply (`guest-error`, `trap`, …).
     pub kind: String,
-    /// Why, at most [`REASON_MAX_BYTES`].
+    /// Why, at most [`crate::failures::MAX_REASON_BYTES`].
     pub reason: String,
     /// When, in Unix seconds.
     pub at: u64,
@@ -103,11 +100,6 @@ impl<T> Ring<T> {
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
         self.items.iter()
     }
-}
-
-/// `text` cut to at most `max` bytes at a char boundary.
-pub fn cut(text: &str, max: usize) -> String {
-    text[..text.floor_char_boundary(max)].to_string()
 }
 
 /// A tube's job counts, as `stats-tube` last told them.
@@ -225,17 +217,6 @@ mod tests {
         let mut none = Ring::new(0);
         none.push(1);
         assert_eq!(none.iter().count(), 0);
-    }
-
-    #[test]
-    fn reasons_are_cut_at_a_char_boundary() {
-        assert_eq!(cut("short", 10), "short");
-        assert_eq!(cut("abcdef", 3), "abc");
-        // 'é' is two bytes: a cut in its middle moves before it.
-        assert_eq!(cut("aé", 2), "a");
-        let long = "é".repeat(2000);
-        let kept = cut(&long, REASON_MAX_BYTES);
-        assert!(kept.len() <= REASON_MAX_BYTES && kept.len() >= REASON_MAX_BYTES - 1);
     }
 
     #[test]
