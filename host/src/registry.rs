@@ -349,14 +349,11 @@ impl Registry {
         match loaded {
             Ok(module) => {
                 self.inner.metrics.module_loaded(&name, secs);
-                state
-                    .status
-                    .entry(name.clone())
-                    .or_insert_with(|| ModuleStatus {
-                        name: name.clone(),
-                        ..ModuleStatus::default()
-                    })
-                    .loaded(module.content_hash(), unix_now(), secs);
+                ModuleStatus::of(&mut state.status, &name).loaded(
+                    module.content_hash(),
+                    unix_now(),
+                    secs,
+                );
                 let replaced = state
                     .loaded
                     .insert(name.clone(), (module, seen.fp))
@@ -537,14 +534,7 @@ fn refuse(state: &mut State, name: String, seen: &Seen, refusal: Refusal) {
         }
     }
     if refusal != Refusal::Name {
-        state
-            .status
-            .entry(name.clone())
-            .or_insert_with(|| ModuleStatus {
-                name: name.clone(),
-                ..ModuleStatus::default()
-            })
-            .error = Some(refusal.to_string());
+        ModuleStatus::of(&mut state.status, &name).error = Some(refusal.to_string());
     }
     state.failed.insert(name, (seen.fp, refusal));
 }

@@ -22,6 +22,17 @@ pub struct ModuleStatus {
 }
 
 impl ModuleStatus {
+    /// The status of module `name` in `all`, a blank one if it has none yet.
+    pub(super) fn of<'a>(
+        all: &'a mut std::collections::HashMap<String, ModuleStatus>,
+        name: &str,
+    ) -> &'a mut ModuleStatus {
+        all.entry(name.to_owned()).or_insert_with(|| ModuleStatus {
+            name: name.to_owned(),
+            ..ModuleStatus::default()
+        })
+    }
+
     /// A version loaded: it serves, and no error stands.
     pub(super) fn loaded(&mut self, hash: String, at: u64, seconds: f64) {
         self.hash = Some(hash);
