@@ -51,6 +51,7 @@ pub mod beanstalk;
 pub mod envelope;
 pub mod kwargs;
 pub mod producer;
+pub mod servers;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -60,6 +61,7 @@ pub use envelope::{
 };
 pub use kwargs::{KwargsError, parse_kwargs};
 pub use producer::{Producer, PutOptions};
+pub use servers::{Servers, ServersError};
 
 /// Where beanstalkd listens unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:11300";
