@@ -97,17 +97,17 @@ impl Scenario {
 
 /// One run: the rate and CPU seconds over the timed window.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    rate: f64,
-    secs: f64,
-    server: f64,
-    client: f64,
-    machine: f64,
+pub(crate) struct Sample {
+    pub(crate) rate: f64,
+    pub(crate) secs: f64,
+    pub(crate) server: f64,
+    pub(crate) client: f64,
+    pub(crate) machine: f64,
 }
 
 impl Sample {
     /// Cores used by everything but beanstalkd and the client.
-    fn other(&self) -> f64 {
+    pub(crate) fn other(&self) -> f64 {
         (self.machine - self.server - self.client).max(0.0) / self.secs
     }
 }
@@ -291,7 +291,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
 }
 
 /// The seed's body for `task_one`, kwargs as strings.
-fn body(tube: &str) -> String {
+pub(crate) fn body(tube: &str) -> String {
     format!(
         r#"{{"func_name": "task_one", "tube": "{tube}", "kwargs": {{"arg1": "1", "arg2": "2", "arg3": "3"}}}}"#
     )
@@ -363,8 +363,13 @@ fn raw_drain(ctx: &Ctx, args: &[&str]) -> anyhow::Result<Value> {
 
 /// Fills `tube` with `jobs` copies of the body, pipelined.
 fn fill(ctx: &Ctx, tube: &str, jobs: u64) -> anyhow::Result<()> {
+    fill_on(ctx, &ctx.server.addr(), tube, jobs)
+}
+
+/// [`fill`] on the beanstalkd at `addr`.
+pub(crate) fn fill_on(ctx: &Ctx, addr: &str, tube: &str, jobs: u64) -> anyhow::Result<()> {
     let n = jobs.to_string();
-    let put = raw_drain(ctx, &["put", &ctx.server.addr(), tube, &n, &body(tube)])?;
+    let put = raw_drain(ctx, &["put", addr, tube, &n, &body(tube)])?;
     if put["jobs"].as_u64() != Some(jobs) {
         bail!("the fill put {put} jobs, not {jobs}");
     }
@@ -470,33 +475,75 @@ async fn time_drain(
     workers: &mut Children,
     what: &str,
 ) -> anyhow::Result<Sample> {
-    let mut client = ctx.server.connect().await?;
+    let drained = time_drain_over(&[ctx.server.addr()], tube, n, workers, what).await?;
+    Ok(drained.sample)
+}
+
+/// A drain over several servers: the totals, and each server's and each
+/// worker process's CPU seconds.
+pub(crate) struct Drained {
+    pub(crate) sample: Sample,
+    pub(crate) servers: Vec<f64>,
+    pub(crate) workers: Vec<f64>,
+}
+
+/// [`time_drain`] with the tube spread over `servers`: `cmd-delete` summed.
+pub(crate) async fn time_drain_over(
+    servers: &[String],
+    tube: &str,
+    n: u64,
+    workers: &mut Children,
+    what: &str,
+) -> anyhow::Result<Drained> {
+    let mut clients = Vec::new();
+    for addr in servers {
+        clients.push(
+            beanbox_queue::Client::connect(addr)
+                .await
+                .with_context(|| format!("cannot connect to beanstalkd at {addr}"))?,
+        );
+    }
     let pids = workers.pids();
-    let client_cpu = || pids.iter().map(|p| system::process_cpu(*p)).sum::<f64>();
+    let worker_cpu = || -> Vec<f64> { pids.iter().map(|p| system::process_cpu(*p)).collect() };
     let give_up = Instant::now() + Duration::from_secs(60 + n / 500);
-    let mut first: Option<(Instant, u64, f64, f64, f64)> = None;
+    // At the first delete: when, how many, servers', machine's, workers' CPU.
+    let mut first: Option<Baseline> = None;
     loop {
-        let deleted = client.stats_tube(tube).await?.cmd_delete;
+        let mut deleted = 0;
+        for client in &mut clients {
+            deleted += client.stats_tube(tube).await?.cmd_delete;
+        }
         let now = Instant::now();
         if deleted > 0 && first.is_none() {
             // Start-up is over: take the baselines here.
             first = Some((
                 now,
                 deleted,
-                server_cpu(&mut client).await?,
+                servers_cpu(&mut clients).await?,
                 system::machine_cpu(),
-                client_cpu(),
+                worker_cpu(),
             ));
         }
         if deleted >= n {
-            let (t0, d0, s0, m0, c0) = first.expect("set once a delete is seen");
+            let (t0, d0, s0, m0, w0) = first.expect("set once a delete is seen");
             let secs = now.duration_since(t0).as_secs_f64();
-            return Ok(Sample {
-                rate: (n - d0) as f64 / secs,
-                secs,
-                server: server_cpu(&mut client).await? - s0,
-                client: client_cpu() - c0,
-                machine: system::machine_cpu() - m0,
+            let servers: Vec<f64> = servers_cpu(&mut clients)
+                .await?
+                .iter()
+                .zip(&s0)
+                .map(|(b, a)| b - a)
+                .collect();
+            let workers: Vec<f64> = worker_cpu().iter().zip(&w0).map(|(b, a)| b - a).collect();
+            return Ok(Drained {
+                sample: Sample {
+                    rate: (n - d0) as f64 / secs,
+                    secs,
+                    server: servers.iter().sum(),
+                    client: workers.iter().sum(),
+                    machine: system::machine_cpu() - m0,
+                },
+                servers,
+                workers,
             });
         }
         workers.check_alive(what)?;
@@ -505,4 +552,16 @@ async fn time_drain(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Where the timed window of [`time_drain_over`] starts.
+type Baseline = (Instant, u64, Vec<f64>, f64, Vec<f64>);
+
+/// Each server's own CPU seconds.
+async fn servers_cpu(clients: &mut [beanbox_queue::Client]) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for client in clients {
+        out.push(server_cpu(client).await?);
+    }
+    Ok(out)
 }

@@ -9,7 +9,8 @@
 //! - `compute`: a compute-heavy guest against the same code native;
 //! - `latency`: put → reply at low load;
 //! - `startup`: spawn → first job with 10 modules, cache cold and warm, and
-//!   the worker's resident memory.
+//!   the worker's resident memory;
+//! - `scale`: two runner processes over 1, 2 and 3 beanstalkd servers.
 //!
 //! It builds nothing: `scripts/bench.sh` builds and then runs it.
 
@@ -19,6 +20,7 @@ mod latency;
 mod report;
 mod runner;
 mod sandbox;
+mod scale;
 mod server;
 mod startup;
 mod system;
@@ -47,7 +49,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "drain,sandbox,compute,latency,startup"
+        default_value = "drain,sandbox,compute,latency,startup,scale"
     )]
     only: Vec<Section>,
     /// Jobs per drain run [default: 20000, 2000 with --quick].
@@ -83,6 +85,7 @@ enum Section {
     Compute,
     Latency,
     Startup,
+    Scale,
 }
 
 /// What every section may use.
@@ -161,7 +164,11 @@ impl Paths {
     fn check(&self, sections: &[Section]) -> anyhow::Result<()> {
         let mut need: Vec<PathBuf> = Vec::new();
         let wants = |s: Section| sections.contains(&s);
-        if wants(Section::Drain) || wants(Section::Latency) || wants(Section::Startup) {
+        if wants(Section::Drain)
+            || wants(Section::Latency)
+            || wants(Section::Startup)
+            || wants(Section::Scale)
+        {
             need.push(self.runner.clone());
         }
         if sections.iter().any(|s| *s != Section::Compute) {
@@ -169,6 +176,9 @@ impl Paths {
         }
         if wants(Section::Compute) {
             need.push(self.wasm("compute"));
+        }
+        if wants(Section::Drain) || wants(Section::Scale) {
+            need.push(self.raw_drain.clone());
         }
         if wants(Section::Drain) {
             need.extend([
@@ -246,6 +256,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Section::Compute,
             Section::Latency,
             Section::Startup,
+            Section::Scale,
         ] {
             if !sections.contains(&section) {
                 continue;
@@ -257,6 +268,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Section::Compute => compute::run(&ctx).await,
                 Section::Latency => latency::run(&ctx).await,
                 Section::Startup => startup::run(&ctx).await,
+                Section::Scale => scale::run(&ctx).await,
             }
             .with_context(|| format!("section {section:?}"))?;
             goals.extend(found);

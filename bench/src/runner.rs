@@ -16,7 +16,20 @@ use crate::server::Children;
 /// Starts `runner --modules DIR --cache-dir CACHE --log warn` plus `extra`
 /// flags; its log goes to `DIR.log`.
 pub fn start(ctx: &Ctx, modules: &Path, cache: &Path, extra: &[&str]) -> anyhow::Result<Children> {
-    let log = std::fs::File::create(modules.with_extension("log"))?;
+    start_on(ctx, &ctx.server.addr(), modules, cache, extra, "log")
+}
+
+/// [`start`] against `servers` (`--beanstalkd`, a comma-separated list),
+/// logging to `DIR.<log>`.
+pub fn start_on(
+    ctx: &Ctx,
+    servers: &str,
+    modules: &Path,
+    cache: &Path,
+    extra: &[&str],
+    log: &str,
+) -> anyhow::Result<Children> {
+    let log = std::fs::File::create(modules.with_extension(log))?;
     let child = ctx
         .pin
         .client(&ctx.paths.runner)
@@ -24,7 +37,7 @@ pub fn start(ctx: &Ctx, modules: &Path, cache: &Path, extra: &[&str]) -> anyhow:
         .arg(modules)
         .arg("--cache-dir")
         .arg(cache)
-        .args(["--beanstalkd", &ctx.server.addr(), "--log", "warn"])
+        .args(["--beanstalkd", servers, "--log", "warn"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
