@@ -12,8 +12,9 @@ use beanbox_queue::Producer;
 use beanbox_queue::testing::Beanstalkd;
 use serde_json::Value;
 
-use crate::deploy_support::{Modules, Runner, wait_watching, write_config};
+use crate::deploy_support::{Modules, wait_watching, write_config};
 use crate::http_support::{RawAnswer, exchange, free_addr, get};
+use crate::worker_support::Runner;
 use crate::worker_support::{TempDir, Worker, abc, connect, put, wait_deleted};
 
 /// Connections the flood opens: many more than the listener serves at

@@ -122,7 +122,7 @@ async fn why_jobs_were_buried_survives_a_worker_restart_and_kick_all_retries_the
     assert_reasons(&list, &jobs, 1);
 
     // A new worker: the reasons are still there.
-    worker.sigkill();
+    worker.kill();
     drop(worker);
     let mut worker = Worker::hello(&addr, "adm", &args);
     worker.wait_ready(&addr, "adm", 1).await;

@@ -12,8 +12,9 @@ use beanbox_queue::Producer;
 use beanbox_queue::testing::Beanstalkd;
 
 use crate::cache::{hello_key, plant};
-use crate::deploy_support::{Modules, Runner, cache_entries, hello_version, worker_cache_dir};
+use crate::deploy_support::{Modules, cache_entries, hello_version, worker_cache_dir};
 use crate::support::{runner, sandbox, stderr};
+use crate::worker_support::Runner;
 use crate::worker_support::{Replies, TempDir, abc, eventually, ok, put, run_bounded};
 
 /// Puts hello's `task_one` and asserts hello answers it, on `replies`.

@@ -12,9 +12,10 @@ use beanbox_queue::{JobState, Producer, ReplyBody};
 use serde_json::json;
 
 use crate::deploy_support::{
-    Modules, Runner, assert_stays_ready, cache_entries, hello_version, tube_stats, version_marker,
+    Modules, assert_stays_ready, cache_entries, hello_version, tube_stats, version_marker,
     wait_watching, worker_cache_dir,
 };
+use crate::worker_support::Runner;
 use crate::worker_support::{Replies, TempDir, abc, connect, job_stats, ok, put, wait_deleted};
 
 /// Replacements of `hello.wasm` in the swap test: valid and invalid in turn.

@@ -9,9 +9,10 @@ use beanbox_queue::Producer;
 use beanbox_queue::testing::Beanstalkd;
 use serde_json::json;
 
-use crate::deploy_support::{Modules, Runner, hello_version, version_marker};
+use crate::deploy_support::{Modules, hello_version, version_marker};
 use crate::http_support::{free_addr, request};
 use crate::support::{assert_exit, error_line, runner, stdout};
+use crate::worker_support::Runner;
 use crate::worker_support::{Replies, TempDir, eventually, ok, put};
 
 /// The names in `dir`, sorted.

@@ -1,16 +1,12 @@
 //! What the hot-deploy and tenant tests share: a modules directory the test
-//! changes under a running worker, a `runner` process started with any
-//! command line (its JSON log captured and searchable), patched versions of
-//! `hello.wasm`, and tube stats.
+//! changes under a running worker ([`crate::worker_support::Runner`] runs
+//! it), patched versions of `hello.wasm`, and tube stats.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use beanbox_queue::{Client, JobState, ReplyBody, TubeStats};
-use serde_json::Value;
 
 use crate::support;
 use crate::worker_support::{POLL, Replies, TempDir, eventually, job_stats};
@@ -101,153 +97,6 @@ pub fn hello_version(version: u16) -> Vec<u8> {
 /// What `hello`'s `version` export returns for `version`.
 pub fn version_marker(version: u16) -> String {
     format!("beanbox-version:{version:04}")
-}
-
-/// A `runner` worker process started with the test's own arguments;
-/// SIGKILLed and reaped on drop. Its stderr (JSON log lines) goes to a file,
-/// printed when the test panics.
-#[derive(Debug)]
-pub struct Runner {
-    child: Child,
-    log: PathBuf,
-    /// Holds the log; removed after the process is gone.
-    _dir: TempDir,
-}
-
-impl Runner {
-    /// Starts `runner --beanstalkd addr --log-format json ARGS` with `env`
-    /// added to its environment. Its `XDG_CACHE_HOME` (its default code
-    /// cache) is a directory of its own, removed with it, unless `env` sets
-    /// one.
-    pub fn start(addr: &str, args: &[&str], env: &[(&str, &str)]) -> Runner {
-        let dir = TempDir::new("runner-log");
-        let log = dir.path().join("worker.log");
-        let stderr = File::create(&log).expect("cannot create the worker log");
-        let mut command = support::runner();
-        command
-            .env("XDG_CACHE_HOME", dir.path().join("cache-home"))
-            .args(["--beanstalkd", addr, "--log-format", "json"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let child = command.spawn().expect("cannot start the runner");
-        Runner {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends `signal` (`"HUP"`, `"TERM"`) to the process.
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .expect("failed to run `kill`");
-        assert!(status.success(), "kill -{signal} {} failed", self.pid());
-    }
-
-    /// Sends SIGKILL and reaps the process.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait failed").is_none()
-    }
-
-    /// The log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The `fields` of the log's JSON events so far (`fields.message` is
-    /// the message), plus `level`; lines that are not JSON are skipped.
-    pub fn events(&self) -> Vec<Value> {
-        self.log()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .map(|mut event| {
-                let mut fields = event["fields"].take();
-                fields["level"] = event["level"].take();
-                fields
-            })
-            .collect()
-    }
-
-    /// The events whose message starts with `prefix`.
-    pub fn events_starting(&self, prefix: &str) -> Vec<Value> {
-        self.events()
-            .into_iter()
-            .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
-            .collect()
-    }
-
-    /// Waits up to `timeout` for an event whose message starts with
-    /// `prefix`; returns the first. Panics when the process exits first.
-    pub async fn wait_event(&mut self, prefix: &str, timeout: Duration) -> Value {
-        self.wait_event_where(prefix, timeout, |_| true).await
-    }
-
-    /// [`Runner::wait_event`] for the first such event that `filter` accepts.
-    pub async fn wait_event_where(
-        &mut self,
-        prefix: &str,
-        timeout: Duration,
-        filter: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let what = format!("a log line starting with {prefix:?}");
-        eventually(timeout, &what, async || {
-            let found = self.events_starting(prefix).into_iter().find(&filter);
-            if found.is_none()
-                && let Some(status) = self.child.try_wait().expect("try_wait failed")
-            {
-                panic!("the worker exited with {status} while waiting for {what}");
-            }
-            found
-        })
-        .await
-    }
-
-    /// The messages of its log about compiling and the code cache.
-    pub fn cache_messages(&self) -> Vec<String> {
-        self.events()
-            .iter()
-            .filter_map(|e| e["message"].as_str().map(str::to_owned))
-            .filter(|m| m.starts_with("module compiled") || m.contains("cache"))
-            .collect()
-    }
-
-    /// Waits for the log line that says module `name` serves: modules load
-    /// in the background after the worker has started.
-    pub async fn wait_loaded(&mut self, name: &str) -> Value {
-        self.wait_event_where("module loaded", Duration::from_secs(20), |e| {
-            e["module"] == name
-        })
-        .await
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- worker {} log ---\n{}--- end of log ---",
-                self.pid(),
-                self.log()
-            );
-        }
-    }
 }
 
 /// The default code cache directory of the one worker that ran with

@@ -15,8 +15,9 @@ use beanbox_queue::Producer;
 use beanbox_queue::testing::Beanstalkd;
 use serde_json::Value;
 
-use crate::deploy_support::{Modules, Runner, hello_version, version_marker, write_config};
+use crate::deploy_support::{Modules, hello_version, version_marker, write_config};
 use crate::support;
+use crate::worker_support::Runner;
 use crate::worker_support::{Replies, TempDir, abc, connect, ok, put, wait_deleted};
 
 /// Rescans every 0.2 s: a refusal logged on every scan would show many times.

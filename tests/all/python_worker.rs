@@ -151,7 +151,6 @@ async fn python_follow_up_put_on_its_own_tube_runs() {
         worker
             .events()
             .into_iter()
-            .map(|e| e["fields"].clone())
             .find(|f| f.get("outcome").is_some() && f["job"] != json!(id))
             .and_then(|f| f["job"].as_u64())
     })

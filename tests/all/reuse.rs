@@ -15,8 +15,9 @@ use beanbox_queue::Producer;
 use beanbox_queue::testing::Beanstalkd;
 use serde_json::{Value, json};
 
-use crate::deploy_support::{Modules, Runner, wait_watching, write_config};
+use crate::deploy_support::{Modules, wait_watching, write_config};
 use crate::support::{self, object};
+use crate::worker_support::Runner;
 use crate::worker_support::{Replies, TempDir, connect, err, ok, put};
 
 /// Calls `task` in `kept`'s instance (or a fresh one) allowing `reuse`

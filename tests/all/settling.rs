@@ -10,7 +10,8 @@ use beanbox_queue::testing::Beanstalkd;
 use beanbox_queue::{JobState, Producer, reply_ok};
 use serde_json::json;
 
-use crate::deploy_support::{Modules, Runner};
+use crate::deploy_support::Modules;
+use crate::worker_support::Runner;
 use crate::worker_support::{
     Replies, Worker, abc, connect, err, eventually, ok, put, put_raw, put_with, wait_deleted,
     wait_state,

@@ -11,9 +11,10 @@ use beanbox_queue::{Envelope, JobState, Producer, ReplyBody};
 use serde_json::{Value, json};
 
 use crate::deploy_support::{
-    Modules, Runner, assert_stays_ready, replies_by_job, tube_stats, wait_watching, write_config,
+    Modules, assert_stays_ready, replies_by_job, tube_stats, wait_watching, write_config,
 };
 use crate::support;
+use crate::worker_support::Runner;
 use crate::worker_support::{
     Replies, TempDir, abc, connect, err, job_stats, ok, put, run_bounded, wait_deleted, wait_state,
 };

@@ -1,6 +1,7 @@
-//! What the worker and `runner put` tests share: a temporary directory, a
-//! `runner` worker process killed on drop (its JSON log captured to a file),
-//! a reply-tube reader, and bounded polling of beanstalkd's state.
+//! What the worker and `runner put` tests share: a temporary directory, one
+//! guard for a `runner` worker process killed on drop (its JSON log captured
+//! to a file and searchable), a reply-tube reader, and bounded polling of
+//! beanstalkd's state.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -50,73 +51,42 @@ impl Drop for TempDir {
     }
 }
 
-/// A `runner` worker process serving some tubes; SIGKILLed and reaped on
-/// drop. Its stderr (JSON log lines) goes to a file; when the test panics,
-/// the log is printed so the failure can be understood.
+/// A `runner` worker process started with the test's own arguments;
+/// SIGKILLed and reaped on drop. Its stderr (JSON log lines) goes to a file,
+/// printed when the test panics. [`Worker`] is one started on modules of
+/// its own.
 #[derive(Debug)]
-pub struct Worker {
+pub struct Runner {
     child: Child,
     log: PathBuf,
-    /// Holds the modules and the log; removed after the process is gone.
-    modules: TempDir,
-    /// The worker's `XDG_CACHE_HOME`, so its code cache goes with it.
-    _cache_home: TempDir,
+    /// Holds the log and the code cache; removed after the process is gone.
+    _dir: TempDir,
 }
 
-impl Worker {
-    /// Starts `runner --tube T … --modules DIR --beanstalkd addr --log-format
-    /// json ARGS`, where `DIR/T.wasm` links to the task component named in
-    /// each `(tube, component)` pair.
-    pub fn start(addr: &str, tubes: &[(&str, &str)], args: &[&str]) -> Worker {
-        let paths: Vec<(&str, PathBuf)> = tubes
-            .iter()
-            .map(|(tube, component)| (*tube, support::wasm(component)))
-            .collect();
-        let paths: Vec<(&str, &Path)> = paths.iter().map(|(t, p)| (*t, p.as_path())).collect();
-        Worker::start_files(addr, &paths, args)
-    }
-
-    /// [`Worker::start`] with each tube's component given by its file, e.g.
-    /// [`support::python_wasm`].
-    pub fn start_files(addr: &str, tubes: &[(&str, &Path)], args: &[&str]) -> Worker {
-        let modules = TempDir::new("modules");
-        for (tube, file) in tubes {
-            let link = modules.path().join(format!("{tube}.wasm"));
-            std::os::unix::fs::symlink(file, &link)
-                .unwrap_or_else(|e| panic!("cannot link {}: {e}", link.display()));
-        }
-        let log = modules.path().join("worker.log");
+impl Runner {
+    /// Starts `runner --beanstalkd addr --log-format json ARGS` with `env`
+    /// added to its environment. Its `XDG_CACHE_HOME` (its default code
+    /// cache) is a directory of its own, removed with it, unless `env` sets
+    /// one.
+    pub fn start(addr: &str, args: &[&str], env: &[(&str, &str)]) -> Runner {
+        let dir = TempDir::new("runner-log");
+        let log = dir.path().join("worker.log");
         let stderr = File::create(&log).expect("cannot create the worker log");
-        let cache_home = TempDir::new("cache-home");
         let mut command = support::runner();
-        command.env("XDG_CACHE_HOME", cache_home.path());
-        for (tube, _) in tubes {
-            command.args(["--tube", tube]);
-        }
         command
-            .args(["--modules", modules.as_str(), "--beanstalkd", addr])
-            .args(["--log-format", "json"])
+            .env("XDG_CACHE_HOME", dir.path().join("cache-home"))
+            .args(["--beanstalkd", addr, "--log-format", "json"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
         let child = command.spawn().expect("cannot start the runner");
-        Worker {
+        Runner {
             child,
             log,
-            modules,
-            _cache_home: cache_home,
+            _dir: dir,
         }
-    }
-
-    /// Starts a worker serving one tube with `hello.wasm`.
-    pub fn hello(addr: &str, tube: &str, args: &[&str]) -> Worker {
-        Worker::start(addr, &[(tube, "hello")], args)
-    }
-
-    /// The directory the worker loads modules from.
-    pub fn modules_dir(&self) -> &Path {
-        self.modules.path()
     }
 
     /// The process id.
@@ -124,17 +94,22 @@ impl Worker {
         self.child.id()
     }
 
-    /// Sends SIGTERM.
-    pub fn sigterm(&self) {
+    /// Sends `signal` (`"HUP"`, `"TERM"`) to the process.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()
             .expect("failed to run `kill`");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        self.signal("TERM");
     }
 
     /// Sends SIGKILL and reaps the process.
-    pub fn sigkill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -165,20 +140,77 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The log's JSON events so far (lines that are not JSON are skipped).
+    /// The `fields` of the log's JSON events so far (`fields.message` is
+    /// the message), plus `level`; lines that are not JSON are skipped.
     pub fn events(&self) -> Vec<Value> {
         self.log()
             .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .map(|mut event| {
+                let mut fields = event["fields"].take();
+                fields["level"] = event["level"].take();
+                fields
+            })
             .collect()
     }
 
-    /// The `fields` of the log events about job `id` that carry an
-    /// `outcome` (one per finished attempt).
+    /// The events whose message starts with `prefix`.
+    pub fn events_starting(&self, prefix: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .collect()
+    }
+
+    /// Waits up to `timeout` for an event whose message starts with
+    /// `prefix`; returns the first. Panics when the process exits first.
+    pub async fn wait_event(&mut self, prefix: &str, timeout: Duration) -> Value {
+        self.wait_event_where(prefix, timeout, |_| true).await
+    }
+
+    /// [`Runner::wait_event`] for the first such event that `filter` accepts.
+    pub async fn wait_event_where(
+        &mut self,
+        prefix: &str,
+        timeout: Duration,
+        filter: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let what = format!("a log line starting with {prefix:?}");
+        eventually(timeout, &what, async || {
+            let found = self.events_starting(prefix).into_iter().find(&filter);
+            if found.is_none()
+                && let Some(status) = self.child.try_wait().expect("try_wait failed")
+            {
+                panic!("the worker exited with {status} while waiting for {what}");
+            }
+            found
+        })
+        .await
+    }
+
+    /// The messages of its log about compiling and the code cache.
+    pub fn cache_messages(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|e| e["message"].as_str().map(str::to_owned))
+            .filter(|m| m.starts_with("module compiled") || m.contains("cache"))
+            .collect()
+    }
+
+    /// Waits for the log line that says module `name` serves: modules load
+    /// in the background after the worker has started.
+    pub async fn wait_loaded(&mut self, name: &str) -> Value {
+        self.wait_event_where("module loaded", Duration::from_secs(20), |e| {
+            e["module"] == name
+        })
+        .await
+    }
+
+    /// The log lines about job `id` that carry an `outcome` (one per
+    /// finished attempt).
     pub fn outcomes(&self, id: u64) -> Vec<Value> {
         self.events()
             .into_iter()
-            .map(|event| event["fields"].clone())
             .filter(|fields| fields["job"] == json!(id) && fields.get("outcome").is_some())
             .collect()
     }
@@ -219,9 +251,9 @@ impl Worker {
     }
 }
 
-impl Drop for Worker {
+impl Drop for Runner {
     fn drop(&mut self) {
-        self.sigkill();
+        self.kill();
         if std::thread::panicking() {
             eprintln!(
                 "--- worker {} log ---\n{}--- end of log ---",
@@ -229,6 +261,74 @@ impl Drop for Worker {
                 self.log()
             );
         }
+    }
+}
+
+/// A [`Runner`] serving tubes from a modules directory of its own (links to
+/// task components); everything else is the runner's.
+#[derive(Debug)]
+pub struct Worker {
+    // Declared first: dropped (killed) before its modules go.
+    runner: Runner,
+    modules: TempDir,
+}
+
+impl Worker {
+    /// Starts `runner --tube T … --modules DIR --beanstalkd addr --log-format
+    /// json ARGS`, where `DIR/T.wasm` links to the task component named in
+    /// each `(tube, component)` pair.
+    pub fn start(addr: &str, tubes: &[(&str, &str)], args: &[&str]) -> Worker {
+        let paths: Vec<(&str, PathBuf)> = tubes
+            .iter()
+            .map(|(tube, component)| (*tube, support::wasm(component)))
+            .collect();
+        let paths: Vec<(&str, &Path)> = paths.iter().map(|(t, p)| (*t, p.as_path())).collect();
+        Worker::start_files(addr, &paths, args)
+    }
+
+    /// [`Worker::start`] with each tube's component given by its file, e.g.
+    /// [`support::python_wasm`].
+    pub fn start_files(addr: &str, tubes: &[(&str, &Path)], args: &[&str]) -> Worker {
+        let modules = TempDir::new("modules");
+        for (tube, file) in tubes {
+            let link = modules.path().join(format!("{tube}.wasm"));
+            std::os::unix::fs::symlink(file, &link)
+                .unwrap_or_else(|e| panic!("cannot link {}: {e}", link.display()));
+        }
+        let mut all: Vec<&str> = Vec::new();
+        for (tube, _) in tubes {
+            all.extend(["--tube", tube]);
+        }
+        all.extend(["--modules", modules.as_str()]);
+        all.extend(args);
+        Worker {
+            runner: Runner::start(addr, &all, &[]),
+            modules,
+        }
+    }
+
+    /// Starts a worker serving one tube with `hello.wasm`.
+    pub fn hello(addr: &str, tube: &str, args: &[&str]) -> Worker {
+        Worker::start(addr, &[(tube, "hello")], args)
+    }
+
+    /// The directory the worker loads modules from.
+    pub fn modules_dir(&self) -> &Path {
+        self.modules.path()
+    }
+}
+
+impl std::ops::Deref for Worker {
+    type Target = Runner;
+
+    fn deref(&self) -> &Runner {
+        &self.runner
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Runner {
+        &mut self.runner
     }
 }
 
