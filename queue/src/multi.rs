@@ -197,15 +197,31 @@ impl MultiProducer {
                     if opts.key.is_none() {
                         self.next = (i + 1) % self.servers.len();
                     }
-                    return Ok(Placed { id, server: i, addr });
+                    return Ok(Placed {
+                        id,
+                        server: i,
+                        addr,
+                    });
                 }
                 Err(Attempt::NotSent(e)) => {
                     self.slots[i].down_at = Some(Instant::now());
-                    down.push((i, Unreachable { addr, why: e.to_string() }));
+                    down.push((
+                        i,
+                        Unreachable {
+                            addr,
+                            why: e.to_string(),
+                        },
+                    ));
                 }
                 Err(Attempt::Refused(e)) if e.is_server_busy() => {
                     self.slots[i].down_at = Some(Instant::now());
-                    down.push((i, Unreachable { addr, why: e.to_string() }));
+                    down.push((
+                        i,
+                        Unreachable {
+                            addr,
+                            why: e.to_string(),
+                        },
+                    ));
                 }
                 Err(Attempt::Refused(source)) => return Err(PutError::Refused { addr, source }),
                 Err(Attempt::Unknown(source)) => {
@@ -214,7 +230,9 @@ impl MultiProducer {
             }
         }
         down.sort_by_key(|(i, _)| *i);
-        Err(PutError::AllDown(down.into_iter().map(|(_, u)| u).collect()))
+        Err(PutError::AllDown(
+            down.into_iter().map(|(_, u)| u).collect(),
+        ))
     }
 
     /// Puts on server `i`: on its connection if that is still alive, else

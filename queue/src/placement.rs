@@ -156,7 +156,10 @@ mod tests {
         for k in 0..3_000 {
             counts[by_key(&servers, &format!("order-{k}"))[0]] += 1;
         }
-        assert!(counts.iter().all(|&c| (600..=1_400).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (600..=1_400).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -70,7 +70,11 @@ async fn a_key_always_lands_on_its_server_and_keys_spread() {
         let key = format!("customer-{k}");
         let expected = placement::by_key(servers.as_slice(), &key)[0];
         for _ in 0..3 {
-            assert_eq!(put(&mut p, "keyed", Some(&key)).await.server, expected, "{key}");
+            assert_eq!(
+                put(&mut p, "keyed", Some(&key)).await.server,
+                expected,
+                "{key}"
+            );
         }
         keys_per_server[expected] += 1;
     }
@@ -105,7 +109,11 @@ async fn a_killed_server_is_skipped_and_none_are_lost_or_doubled() {
         let key = format!("k{k}");
         let ranking = placement::by_key(servers.as_slice(), &key);
         let keyed = put(&mut p, "kill-keyed", Some(&key)).await;
-        let expected = if ranking[0] == 1 { ranking[1] } else { ranking[0] };
+        let expected = if ranking[0] == 1 {
+            ranking[1]
+        } else {
+            ranking[0]
+        };
         assert_eq!(keyed.server, expected, "{key}");
     }
     for i in [0, 2] {
@@ -123,7 +131,10 @@ async fn a_killed_server_is_skipped_and_none_are_lost_or_doubled() {
             back += 1;
         }
     }
-    assert!((5..=15).contains(&back), "{back} of 30 on the restarted server");
+    assert!(
+        (5..=15).contains(&back),
+        "{back} of 30 on the restarted server"
+    );
     assert_eq!(ready(&servers.as_slice()[1], "kill-back").await, back);
 }
 
