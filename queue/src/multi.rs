@@ -1,6 +1,6 @@
 //! Putting jobs over several beanstalkd servers: a [`MultiProducer`] keeps
 //! one [`Producer`] per server, connected when first needed, and places
-//! each job by the rules in [`placement`](crate::placement). The I/O of
+//! each job by the rules in [`placement`]. The I/O of
 //! placing lives here; the decisions are pure functions there.
 
 use std::fmt;
@@ -104,7 +104,7 @@ struct Slot {
 ///   picked at random, so many short-lived producers (one `runner put` per
 ///   job) spread too.
 /// - With a key, the server is picked by rendezvous hashing of the key over
-///   the server addresses ([`placement::score`](crate::placement::score)):
+///   the server addresses ([`placement::score`]):
 ///   the same key goes to the same server while it is up, and adding a
 ///   server moves about `1/n` of the keys, all to the new server.
 /// - A server that cannot be reached (connection refused or timed out after

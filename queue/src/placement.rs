@@ -9,7 +9,7 @@
 //!   the key, never on the list's order or length, so adding a server to a
 //!   list of `n` moves about `1/(n+1)` of the keys, all of them to the new
 //!   server, and removing one moves only that server's keys.
-//! - **Skipping**: a server that could not be reached is [skipped](skipped)
+//! - **Skipping**: a server that could not be reached is [skipped]
 //!   for [`SKIP_FOR`]; it is tried only after every server that is not
 //!   skipped, so a put still goes somewhere while one is left.
 //!
