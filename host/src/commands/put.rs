@@ -121,20 +121,18 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
             .put(&args.tube, &args.task, &kwargs, &opts)
             .await
             .map_err(|e| put_failed(e, &args.tube, several))?;
-        let job = job_ref(&placed, several);
-        let addr = &placed.addr;
+        let (id, addr) = (placed.id, &placed.addr);
+        let at = if several { format!(" on {addr}") } else { String::new() };
         let mut replies = Client::connect(addr).await.with_context(|| {
-            format!(
-                "job {job} was put, but cannot reach beanstalkd at {addr} to wait for its result"
-            )
+            format!("job {id} was put, but cannot reach beanstalkd at {addr} to wait for its result")
         })?;
         replies.watch(&reply_tube).await?;
         replies.ignore("default").await?;
         eprintln!(
-            "job {job} put on tube `{}`; waiting for its result",
+            "job {id} put on tube `{}`{at}; waiting for its result",
             args.tube
         );
-        let waited = wait_for_reply(&mut replies, placed.id, args.timeout).await?;
+        let waited = wait_for_reply(&mut replies, id, args.timeout).await?;
         // Neither connection uses or watches the reply tube any more, so
         // beanstalkd drops it (unless a reply comes after all: see the
         // README on `put --wait`).
@@ -144,7 +142,7 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
         Ok(match waited {
             None => {
                 eprintln!(
-                    "error: no result for job {job} within {}s; it may still be queued or retrying",
+                    "error: no result for job {id}{at} within {}s; it may still be queued or retrying",
                     args.timeout
                 );
                 ExitCode::from(EXIT_ERROR)
@@ -161,7 +159,7 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The job as the user sees it: its id, and with several servers the
+/// What `runner put` prints: the job's id, and with several servers the
 /// server beside it (ids are per server).
 fn job_ref(placed: &Placed, several: bool) -> String {
     if several {
