@@ -40,6 +40,40 @@
 //! # }
 //! ```
 //!
+//! # Putting jobs over several servers
+//!
+//! A [`MultiProducer`] spreads jobs over a list of servers ([`Servers`],
+//! parsed from `"a:11300,b:11300"` as `--beanstalkd` and `BEANSTALKD_ADDR`
+//! give it): round-robin, or by [`PutOptions::key`] with rendezvous hashing
+//! (the same key, the same server; see [`placement`] for the exact hash). A
+//! server that cannot be reached is skipped for a while and the job goes to
+//! the next; a put whose reply was lost is reported, never repeated. Each
+//! job comes back with the server that holds it, since job ids are per
+//! server.
+//!
+//! ```no_run
+//! use beanbox_queue::{MultiProducer, PutError, PutOptions, Servers};
+//! use serde_json::json;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let servers: Servers = "10.0.0.1:11300,10.0.0.2:11300,10.0.0.3:11300".parse()?;
+//! let mut producer = MultiProducer::new(servers); // connects on first use
+//!
+//! let kwargs = json!({"order": 1234});
+//! let opts = PutOptions {
+//!     key: Some("customer-42".to_owned()), // all of this customer's jobs on one server
+//!     ..PutOptions::default()
+//! };
+//! match producer.put("invoices", "render", kwargs.as_object().unwrap(), &opts).await {
+//!     Ok(placed) => println!("put job {} on {}", placed.id, placed.addr),
+//!     // Sent, but the connection broke before the reply: it may be there.
+//!     Err(PutError::OutcomeUnknown { addr, .. }) => println!("check {addr} before putting again"),
+//!     Err(e) => return Err(e.into()), // e.g. AllDown, naming every server
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Errors and retries
 //!
 //! Every request returns [`Result`]: the [`Error`] variants mirror
@@ -50,6 +84,8 @@
 pub mod beanstalk;
 pub mod envelope;
 pub mod kwargs;
+pub mod multi;
+pub mod placement;
 pub mod producer;
 pub mod servers;
 #[cfg(feature = "testing")]
@@ -60,6 +96,7 @@ pub use envelope::{
     Envelope, EnvelopeError, ErrorKind, ReplyBody, ReplyError, reply_err, reply_ok,
 };
 pub use kwargs::{KwargsError, parse_kwargs};
+pub use multi::{MultiProducer, Placed, PutError, Unreachable};
 pub use producer::{Producer, PutOptions};
 pub use servers::{Servers, ServersError};
 

@@ -26,6 +26,11 @@ pub struct PutOptions {
     pub ttr: u32,
     /// A tube that gets the job's outcome (used by [`Producer::put`] only).
     pub reply_to: Option<String>,
+    /// Picks the server by hashing this key, for a
+    /// [`MultiProducer`](crate::MultiProducer): jobs with the same key go to
+    /// the same server while it is up. `None`: round-robin. A [`Producer`]
+    /// has one server and ignores it.
+    pub key: Option<String>,
 }
 
 impl Default for PutOptions {
@@ -35,8 +40,20 @@ impl Default for PutOptions {
             delay: 0,
             ttr: DEFAULT_TTR,
             reply_to: None,
+            key: None,
         }
     }
+}
+
+/// How a put on one connection failed, as far as placing it elsewhere goes.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// Nothing of the put reached the server: it made no job there.
+    NotSent(Error),
+    /// The put was sent and the connection broke before its reply.
+    Unknown(Error),
+    /// The server answered with a refusal; the connection is fine.
+    Refused(Error),
 }
 
 /// Puts jobs on any tube over one reused connection.
@@ -117,6 +134,44 @@ impl Producer {
         self.client
             .put(opts.priority, opts.delay, opts.ttr, body)
             .await
+    }
+
+    /// [`Producer::put_body`], saying whether a failed put can have made a
+    /// job. The body and tube are already checked.
+    pub(crate) async fn attempt(
+        &mut self,
+        tube: &str,
+        body: &[u8],
+        opts: &PutOptions,
+    ) -> Result<u64, Attempt> {
+        if self.used.as_deref() != Some(tube) {
+            self.used = None;
+            // A failed `use` sent nothing of the put.
+            self.client.use_tube(tube).await.map_err(|e| {
+                if e.is_connection_error() {
+                    Attempt::NotSent(e)
+                } else {
+                    Attempt::Refused(e)
+                }
+            })?;
+            self.used = Some(tube.to_owned());
+        }
+        match self
+            .client
+            .put(opts.priority, opts.delay, opts.ttr, body)
+            .await
+        {
+            Ok(id) => Ok(id),
+            Err(e) if !e.is_connection_error() => Err(Attempt::Refused(e)),
+            Err(e) if self.client.last_request_unsent() => Err(Attempt::NotSent(e)),
+            Err(e) => Err(Attempt::Unknown(e)),
+        }
+    }
+
+    /// Whether the connection can no longer be used (an earlier failure,
+    /// or the server closed it while idle).
+    pub(crate) fn is_dead(&self) -> bool {
+        self.client.is_broken() || self.client.peer_closed()
     }
 
     /// The underlying connection, for other commands. The producer forgets

@@ -26,6 +26,7 @@ mod limits;
 mod loading;
 mod metrics;
 mod put;
+mod put_servers;
 mod python;
 mod python_worker;
 mod reuse;

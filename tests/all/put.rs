@@ -12,7 +12,7 @@ use crate::support;
 use crate::worker_support::{Worker, connect, job_stats, run_bounded};
 
 /// Runs `runner put --beanstalkd addr ARGS` (bounded).
-async fn runner_put(addr: &str, args: &[&str]) -> Output {
+pub(crate) async fn runner_put(addr: &str, args: &[&str]) -> Output {
     run_bounded(
         support::runner()
             .arg("put")
@@ -23,11 +23,11 @@ async fn runner_put(addr: &str, args: &[&str]) -> Output {
     .await
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-const ABC: &str = r#"{"arg1":"a","arg2":"b","arg3":"c"}"#;
+pub(crate) const ABC: &str = r#"{"arg1":"a","arg2":"b","arg3":"c"}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_prints_the_job_id_and_the_job_is_in_the_tube() {

@@ -1,11 +1,16 @@
 //! `runner put`: put one job on a tube (what a producer does), and with
-//! `--wait` wait for its result on a private reply tube and print it.
+//! `--wait` wait for its result on a private reply tube and print it. With
+//! several servers the job goes to one of them (round-robin, or by `--key`)
+//! and the output names it.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use beanbox_queue::{Client, KwargsError, Producer, PutOptions, ReplyBody, ReplyError};
+use beanbox_queue::{
+    Client, KwargsError, MultiProducer, Placed, PutError, PutOptions, ReplyBody, ReplyError,
+    Servers,
+};
 use clap::Args;
 
 use super::{EXIT_BAD_INPUT, EXIT_ERROR, EXIT_LIMIT, EXIT_TASK_FAILED, exit_codes_help};
@@ -15,10 +20,20 @@ pub(super) const AFTER_HELP: &str = concat!(
   runner put --tube hello task_one --kwargs '{\"arg1\":\"a\",\"arg2\":\"b\",\"arg3\":\"c\"}'
   runner put --tube hello task_one --kwargs '{\"arg1\":\"a\",\"arg2\":\"b\",\"arg3\":\"c\"}' --wait
   runner put --tube resize thumbnail --kwargs '{\"url\":\"https://example.com/a.png\"}' --reply-to results
+  runner put --beanstalkd a:11300,b:11300 --key customer-42 --tube invoices render --kwargs '{}'
 
-Without --wait it prints the new job's id. With --wait it prints the task's
-JSON result, or the error on stderr with the exit code of its kind
-(with --wait, exit codes are those of `runner call`).
+Without --wait it prints the new job's id; with more than one server, the id
+and the server that holds it (`7 b:11300`; job ids are per server). With
+--wait it prints the task's JSON result, or the error on stderr with the exit
+code of its kind (with --wait, exit codes are those of `runner call`).
+
+Several servers: the job goes to the next server in turn (starting at a
+random one), or with --key to the one the key hashes to (rendezvous hashing,
+the same as the beanbox-queue crate's), so jobs with one key share a server.
+A server that cannot be reached is skipped and the next one takes the job;
+when none can, it exits 1 naming each. If the connection breaks after the
+job was sent, it exits 1 saying the outcome is unknown and does not put the
+job again.
 
 ",
     exit_codes_help!()
@@ -53,9 +68,14 @@ pub struct PutArgs {
     /// With --wait: give up after this many seconds (retries included).
     #[arg(long, default_value_t = 60, requires = "wait")]
     pub timeout: u32,
-    /// beanstalkd address.
-    #[arg(long, value_name = "HOST:PORT", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
-    pub beanstalkd: String,
+    /// beanstalkd server, or a comma-separated list to spread jobs over.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
+    pub beanstalkd: Servers,
+    /// With several servers: put the job on the server this key hashes to
+    /// (the same key, the same server, while it is up) instead of the next
+    /// in turn.
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 /// Runs `runner put`.
@@ -76,51 +96,53 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
         }
     };
     super::runtime()?.block_on(async move {
-        let addr = &args.beanstalkd;
-        let mut producer = Producer::connect(addr)
-            .await
-            .with_context(|| format!("cannot reach beanstalkd at {addr}"))?;
+        let mut producer = MultiProducer::new(args.beanstalkd.clone());
+        let several = args.beanstalkd.len() > 1;
         let mut opts = PutOptions {
             priority: args.priority,
             delay: args.delay,
             ttr: args.ttr,
             reply_to: args.reply_to.clone(),
+            key: args.key.clone(),
         };
         if !args.wait {
-            let id = producer
+            let placed = producer
                 .put(&args.tube, &args.task, &kwargs, &opts)
                 .await
-                .with_context(|| format!("failed to put the job on tube `{}`", args.tube))?;
-            println!("{id}");
+                .map_err(|e| put_failed(e, &args.tube, several))?;
+            println!("{}", job_ref(&placed, several));
             return Ok(ExitCode::SUCCESS);
         }
-        // A private reply tube, watched before the job can finish.
+        // A private reply tube on the server that takes the job; watched
+        // after the put, as a reply that comes first waits in the tube.
         let reply_tube = private_tube_name();
-        let mut replies = Client::connect(addr)
-            .await
-            .with_context(|| format!("cannot reach beanstalkd at {addr}"))?;
-        replies.watch(&reply_tube).await?;
-        replies.ignore("default").await?;
         opts.reply_to = Some(reply_tube.clone());
-        let id = producer
+        let placed = producer
             .put(&args.tube, &args.task, &kwargs, &opts)
             .await
-            .with_context(|| format!("failed to put the job on tube `{}`", args.tube))?;
+            .map_err(|e| put_failed(e, &args.tube, several))?;
+        let (id, addr) = (placed.id, &placed.addr);
+        let at = if several { format!(" on {addr}") } else { String::new() };
+        let mut replies = Client::connect(addr).await.with_context(|| {
+            format!("job {id} was put, but cannot reach beanstalkd at {addr} to wait for its result")
+        })?;
+        replies.watch(&reply_tube).await?;
+        replies.ignore("default").await?;
         eprintln!(
-            "job {id} put on tube `{}`; waiting for its result",
+            "job {id} put on tube `{}`{at}; waiting for its result",
             args.tube
         );
         let waited = wait_for_reply(&mut replies, id, args.timeout).await?;
         // Neither connection uses or watches the reply tube any more, so
         // beanstalkd drops it (unless a reply comes after all: see the
         // README on `put --wait`).
-        producer.client().use_tube("default").await?;
+        drop(producer);
         replies.watch("default").await?;
         replies.ignore(&reply_tube).await?;
         Ok(match waited {
             None => {
                 eprintln!(
-                    "error: no result for job {id} within {}s; it may still be queued or retrying",
+                    "error: no result for job {id}{at} within {}s; it may still be queued or retrying",
                     args.timeout
                 );
                 ExitCode::from(EXIT_ERROR)
@@ -135,6 +157,36 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
             }
         })
     })
+}
+
+/// What `runner put` prints: the job's id, and with several servers the
+/// server beside it (ids are per server).
+fn job_ref(placed: &Placed, several: bool) -> String {
+    if several {
+        format!("{} {}", placed.id, placed.addr)
+    } else {
+        placed.id.to_string()
+    }
+}
+
+/// The error to print for a failed put. With one server the messages are
+/// those of a plain producer: `cannot reach beanstalkd at ADDR`, or the
+/// server's refusal.
+fn put_failed(e: PutError, tube: &str, several: bool) -> anyhow::Error {
+    let context = format!("failed to put the job on tube `{tube}`");
+    match e {
+        PutError::AllDown(down) if !several && down.len() == 1 => {
+            anyhow::anyhow!(
+                "cannot reach beanstalkd at {}: {}",
+                down[0].addr,
+                down[0].why
+            )
+        }
+        PutError::Refused { source, .. } if !several => anyhow::Error::new(source).context(context),
+        PutError::Invalid(source) => anyhow::Error::new(source).context(context),
+        e @ PutError::AllDown(_) => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(context),
+    }
 }
 
 /// Reserves and deletes replies on the private tube until job `id`'s comes

@@ -50,6 +50,8 @@ pub struct Client {
     in_flight: usize,
     /// A reply did not fit its request: the stream is out of step.
     desynced: bool,
+    /// The last request was not written whole: the server cannot act on it.
+    unsent: bool,
 }
 
 impl fmt::Debug for Client {
@@ -79,6 +81,7 @@ impl Client {
             write_buf: BytesMut::with_capacity(1024),
             in_flight: 0,
             desynced: false,
+            unsent: false,
         })
     }
 
@@ -86,6 +89,27 @@ impl Client {
     /// request) and the client must be replaced.
     pub fn is_broken(&self) -> bool {
         self.desynced || self.in_flight > 0
+    }
+
+    /// Whether the last request failed before all of it was written, so
+    /// the server cannot have acted on it (a `put` made no job).
+    pub(crate) fn last_request_unsent(&self) -> bool {
+        self.unsent
+    }
+
+    /// Whether the server has closed the connection (or reset it) while it
+    /// was idle, seen without waiting: a peek at the socket finds the end
+    /// of the stream. Unsolicited bytes also count, as the stream is then
+    /// out of step.
+    pub(crate) fn peer_closed(&self) -> bool {
+        use std::os::fd::AsFd as _;
+        // A duplicate descriptor shares the socket and its non-blocking
+        // flag; a plain peek needs no readiness from the runtime.
+        let Ok(fd) = self.stream.as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        let socket = std::net::TcpStream::from(fd);
+        !matches!(socket.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Makes later `put`s go to `tube` (`use`).
@@ -560,6 +584,7 @@ impl Client {
     }
 
     async fn send(&mut self, cmds: &[Command<'_>]) -> Result<()> {
+        self.unsent = true;
         if self.is_broken() {
             return Err(Error::Protocol(
                 "connection is out of step after an earlier failure or an abandoned request; reconnect"
@@ -574,6 +599,7 @@ impl Client {
         // dropped or fails before every reply is in.
         self.in_flight = cmds.len();
         self.stream.write_all(&self.write_buf).await?;
+        self.unsent = false;
         Ok(())
     }
 

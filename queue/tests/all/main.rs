@@ -5,6 +5,7 @@
 mod client;
 mod envelope;
 mod guard;
+mod multi;
 mod producer;
 mod wire;
 

@@ -15,8 +15,8 @@ fn kwargs(value: Value) -> Map<String, Value> {
 fn default_options_match_the_documentation() {
     let opts = PutOptions::default();
     assert_eq!(
-        (opts.priority, opts.delay, opts.ttr, opts.reply_to),
-        (1024, 0, 60, None)
+        (opts.priority, opts.delay, opts.ttr, opts.reply_to, opts.key),
+        (1024, 0, 60, None, None)
     );
 }
 
@@ -29,6 +29,7 @@ async fn put_options_reach_the_server() {
         delay: 30,
         ttr: 90,
         reply_to: None,
+        key: None,
     };
     let id = producer
         .put("images", "resize", &Map::new(), &opts)

@@ -9,11 +9,11 @@ use tokio::net::TcpListener;
 
 /// One step of a fake server: the exact bytes it must receive, then the
 /// chunks it answers with (flushed one by one with a pause between them).
-type Step = (&'static [u8], Vec<&'static [u8]>);
+pub(crate) type Step = (&'static [u8], Vec<&'static [u8]>);
 
 /// Serves one connection by `script`, then hangs up. Returns the address;
 /// the task panics (and the test with it) on an unexpected request.
-async fn fake_server(script: Vec<Step>) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn fake_server(script: Vec<Step>) -> (String, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let task = tokio::spawn(async move {
