@@ -1,6 +1,7 @@
-//! A slot's beanstalkd connection: the tubes it watches, its puts (replies
-//! and follow-up jobs) and the delays between reconnects.
+//! A slot's connection to one beanstalkd server: the tubes it watches, its
+//! puts (replies and follow-up jobs) and the delays between reconnects.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use beanbox_queue::Client;
@@ -9,6 +10,9 @@ use beanbox_queue::Client;
 pub(super) struct Conn {
     pub(super) client: Client,
     pub(super) watching: Vec<String>,
+    /// The server's address, named in its jobs' log lines when the worker
+    /// serves several (job ids are per server); `None` with one.
+    pub(super) server: Option<Arc<str>>,
 }
 
 impl Conn {
@@ -25,6 +29,7 @@ impl Conn {
         Ok(Conn {
             client,
             watching: tubes,
+            server: None,
         })
     }
 

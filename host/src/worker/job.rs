@@ -2,7 +2,8 @@
 //! module that serves its tube, wait out a deploy that brings its task, run
 //! the call on the guest runtime while this (I/O) thread touches the job,
 //! then settle it by the failure table ([`settle::decide`]) in one place:
-//! follow-up puts, reply, delete/release/bury.
+//! follow-up puts, reply, delete/release/bury. All of these go to the
+//! job's own server, on the connection that reserved it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +25,9 @@ use crate::sandbox::{AttemptCell, CallContext, CallError, JobInfo, KeptInstance,
 /// What became of a reserved job.
 pub(super) enum Settled {
     /// Deleted, released or buried (or lost to another worker); after a
-    /// delete, the next job's reserve may have gone in the same write (one
-    /// round trip per job).
+    /// delete, the next job's reserve may have gone with it: in the same
+    /// write (one round trip per job), or at the same time on another
+    /// server's connection.
     Done {
         /// The reply to that reserve, when it was sent.
         next: Option<beanbox_queue::Result<Job>>,
@@ -60,9 +62,13 @@ const RESERVE_NOW_SECS: u32 = 0;
 /// delete on success, or are fetched when the task fails, asks for its
 /// attempt, or runs longer than [`FACTS_AFTER`]. A slot watching several
 /// tubes fetches them first, to route the job.
+///
+/// `conn` is the connection that reserved the job; `ride` another server's
+/// connection the next reserve goes to with the delete (`None`: `conn`).
 pub(super) async fn handle(
     ctx: &SlotContext,
     conn: &mut Conn,
+    ride: Option<&mut Conn>,
     kept: &mut KeptInstance,
     job: Job,
     phase: &mut watch::Receiver<Phase>,
@@ -90,11 +96,11 @@ pub(super) async fn handle(
                 outcome: None,
                 started,
             };
-            return settle(ctx, conn, ending, &mut stats, phase).await;
+            return settle(ctx, (conn, ride), ending, &mut stats, phase).await;
         }
     };
     let Some(route) = ctx.tenant.routes.iter().find(|r| r.tube == tube) else {
-        return Ok(gone(&job, &tube));
+        return Ok(gone(&job, conn.server.as_deref(), &tube));
     };
     let task = envelope.task.as_str();
     let module = deployed(ctx, conn, &job, &route.module, task, &mut stats, phase).await?;
@@ -102,7 +108,7 @@ pub(super) async fn handle(
     let label = crate::metrics::task_label(module.as_ref(), task);
     let Some(module) = module else {
         observe::handed_back(ctx, &tube, &label);
-        return Ok(gone(&job, &tube));
+        return Ok(gone(&job, conn.server.as_deref(), &tube));
     };
     // Moved into the call, not copied: nothing after it reads them.
     let kwargs = std::mem::take(&mut envelope.kwargs);
@@ -118,7 +124,7 @@ pub(super) async fn handle(
     };
     let Some(mut outcome) = run(ctx, conn, kept, call, &mut stats, phase).await? else {
         observe::handed_back(ctx, &tube, &label);
-        return Ok(hand_back(&job, &tube, task));
+        return Ok(hand_back(&job, conn.server.as_deref(), &tube, task));
     };
     let result = std::mem::replace(&mut outcome.result, Ok(Value::Null)).map_err(Failure::Call);
     let ending = Ending {
@@ -131,7 +137,7 @@ pub(super) async fn handle(
         outcome: Some(&outcome),
         started,
     };
-    settle(ctx, conn, ending, &mut stats, phase).await
+    settle(ctx, (conn, ride), ending, &mut stats, phase).await
 }
 
 /// The module that is to judge a job naming `task`: the serving version,
@@ -156,6 +162,7 @@ async fn deployed(
     let waiting = Instant::now();
     tracing::info!(
         job = job.id,
+        server = conn.server.as_deref(),
         module = name,
         task,
         "task unknown to the serving version while a new version is being deployed; waiting for it"
@@ -181,6 +188,7 @@ async fn deployed(
     conn.client.touch(job.id).await.or_else(ignore_refusal)?;
     tracing::info!(
         job = job.id,
+        server = conn.server.as_deref(),
         module = name,
         task,
         waited_ms = waiting.elapsed().as_millis() as u64,
@@ -336,7 +344,7 @@ struct Ending<'a> {
 /// error; every refusal is told in the log line.
 async fn settle(
     ctx: &SlotContext,
-    conn: &mut Conn,
+    (conn, ride): (&mut Conn, Option<&mut Conn>),
     ending: Ending<'_>,
     stats: &mut Option<JobStats>,
     phase: &watch::Receiver<Phase>,
@@ -383,7 +391,9 @@ async fn settle(
     let mut next = None;
     let done = match action {
         Action::Delete if *phase.borrow() == Phase::Running => {
-            let (deleted, reserved) = if stats.is_some() {
+            let (deleted, reserved) = if let Some(other) = ride {
+                delete_and_reserve_on(conn, other, job.id, stats).await?
+            } else if stats.is_some() {
                 conn.client
                     .delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)
                     .await
@@ -462,6 +472,7 @@ async fn settle(
     observe::settled(ctx, &settled, &result, outcome);
     log_finished(
         job.id,
+        conn.server.as_deref(),
         tube,
         task,
         attempt,
@@ -472,6 +483,34 @@ async fn settle(
         started,
     );
     Ok(Settled::Done { next })
+}
+
+/// Deletes job `id` on its own connection while the next reserve goes to
+/// another server's, at the same time: one round trip, as with one server.
+/// The job's statistics, when not yet known, go in the delete's write.
+async fn delete_and_reserve_on(
+    conn: &mut Conn,
+    other: &mut Conn,
+    id: u64,
+    stats: &mut Option<JobStats>,
+) -> beanbox_queue::Result<(beanbox_queue::Result<()>, beanbox_queue::Result<Job>)> {
+    let known = stats.is_some();
+    let delete = async {
+        if known {
+            (None, conn.client.delete(id).await)
+        } else {
+            let (s, d) = conn.client.stats_and_delete(id).await;
+            (Some(s), d)
+        }
+    };
+    let ((fetched, deleted), reserved) =
+        tokio::join!(delete, other.client.reserve_with_timeout(RESERVE_NOW_SECS));
+    match fetched {
+        Some(Ok(s)) => *stats = Some(s),
+        Some(Err(e)) if e.is_connection_error() => return Err(e),
+        _ => {}
+    }
+    Ok((deleted, reserved))
 }
 
 /// The job's statistics, fetched now unless already known. `None`: the job
@@ -486,7 +525,7 @@ async fn facts<'a>(
             Ok(s) => *stats = Some(s),
             Err(e) if e.is_connection_error() => return Err(e),
             Err(e) => {
-                tracing::warn!(job = id, error = %e, "cannot read the job's statistics");
+                tracing::warn!(job = id, server = conn.server.as_deref(), error = %e, "cannot read the job's statistics");
                 return Ok(None);
             }
         }
@@ -518,9 +557,10 @@ fn deadline_outcome(task: &str, ttr: Duration, started: Instant) -> Outcome {
 
 /// The grace period is over: the caller closes the connection, which makes
 /// beanstalkd put the job back at once, without counting an attempt.
-fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
+fn hand_back(job: &Job, server: Option<&str>, tube: &str, task: &str) -> Settled {
     tracing::warn!(
         job = job.id,
+        server,
         tube,
         task,
         "grace period over: handing the unfinished job back"
@@ -531,9 +571,10 @@ fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
 /// The module was removed after the reserve (or the worker is stopping
 /// while the job waited for a deploy): leave the job untouched. Closing the
 /// connection puts it back without counting an attempt.
-fn gone(job: &Job, tube: &str) -> Settled {
+fn gone(job: &Job, server: Option<&str>, tube: &str) -> Settled {
     tracing::warn!(
         job = job.id,
+        server,
         tube,
         "module gone or worker stopping; leaving the job queued"
     );
