@@ -22,6 +22,17 @@ use super::{Phase, reached};
 use crate::failures::{self, FailureRecord};
 use crate::sandbox::{AttemptCell, CallContext, CallError, JobInfo, KeptInstance, Module, Outcome};
 
+/// Where the reserve that rides along with a finished job's delete goes.
+pub(super) enum Ride<'a> {
+    /// In the delete's own write (one server, or the only one usable).
+    Same,
+    /// At the same time, on another server's connection.
+    Other(&'a mut Conn),
+    /// Nowhere: the next server to ask has no connection yet (the slot
+    /// opens it when it looks for the next job).
+    Nowhere,
+}
+
 /// What became of a reserved job.
 pub(super) enum Settled {
     /// Deleted, released or buried (or lost to another worker); after a
@@ -63,12 +74,12 @@ const RESERVE_NOW_SECS: u32 = 0;
 /// attempt, or runs longer than [`FACTS_AFTER`]. A slot watching several
 /// tubes fetches them first, to route the job.
 ///
-/// `conn` is the connection that reserved the job; `ride` another server's
-/// connection the next reserve goes to with the delete (`None`: `conn`).
+/// `conn` is the connection that reserved the job; `ride` says where the
+/// next reserve goes with its delete.
 pub(super) async fn handle(
     ctx: &SlotContext,
     conn: &mut Conn,
-    ride: Option<&mut Conn>,
+    ride: Ride<'_>,
     kept: &mut KeptInstance,
     job: Job,
     phase: &mut watch::Receiver<Phase>,
@@ -344,7 +355,7 @@ struct Ending<'a> {
 /// error; every refusal is told in the log line.
 async fn settle(
     ctx: &SlotContext,
-    (conn, ride): (&mut Conn, Option<&mut Conn>),
+    (conn, ride): (&mut Conn, Ride<'_>),
     ending: Ending<'_>,
     stats: &mut Option<JobStats>,
     phase: &watch::Receiver<Phase>,
@@ -391,12 +402,16 @@ async fn settle(
     let mut next = None;
     let done = match action {
         Action::Delete if *phase.borrow() == Phase::Running => {
-            let (deleted, reserved) = if let Some(other) = ride {
-                delete_and_reserve_on(conn, other, job.id, stats).await?
+            let (deleted, reserved) = if let Ride::Other(other) = ride {
+                delete_and_reserve_on(conn, Some(other), job.id, stats).await?
+            } else if matches!(ride, Ride::Nowhere) {
+                delete_and_reserve_on(conn, None, job.id, stats).await?
             } else if stats.is_some() {
-                conn.client
+                let (d, r) = conn
+                    .client
                     .delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)
-                    .await
+                    .await;
+                (d, Some(r))
             } else {
                 // The statistics, for the log line, in the same write.
                 let (s, d, r) = conn
@@ -408,9 +423,9 @@ async fn settle(
                     Err(e) if e.is_connection_error() => return Err(e),
                     Err(_) => {}
                 }
-                (d, r)
+                (d, Some(r))
             };
-            next = Some(reserved);
+            next = reserved;
             deleted
         }
         Action::Delete => {
@@ -486,14 +501,18 @@ async fn settle(
 }
 
 /// Deletes job `id` on its own connection while the next reserve goes to
-/// another server's, at the same time: one round trip, as with one server.
-/// The job's statistics, when not yet known, go in the delete's write.
+/// another server's (if any), at the same time: one round trip, as with one
+/// server. The job's statistics, when not yet known, go in the delete's
+/// write.
 async fn delete_and_reserve_on(
     conn: &mut Conn,
-    other: &mut Conn,
+    other: Option<&mut Conn>,
     id: u64,
     stats: &mut Option<JobStats>,
-) -> beanbox_queue::Result<(beanbox_queue::Result<()>, beanbox_queue::Result<Job>)> {
+) -> beanbox_queue::Result<(
+    beanbox_queue::Result<()>,
+    Option<beanbox_queue::Result<Job>>,
+)> {
     let known = stats.is_some();
     let delete = async {
         if known {
@@ -503,8 +522,13 @@ async fn delete_and_reserve_on(
             (Some(s), d)
         }
     };
-    let ((fetched, deleted), reserved) =
-        tokio::join!(delete, other.client.reserve_with_timeout(RESERVE_NOW_SECS));
+    let reserve = async {
+        match other {
+            Some(other) => Some(other.client.reserve_with_timeout(RESERVE_NOW_SECS).await),
+            None => None,
+        }
+    };
+    let ((fetched, deleted), reserved) = tokio::join!(delete, reserve);
     match fetched {
         Some(Ok(s)) => *stats = Some(s),
         Some(Err(e)) if e.is_connection_error() => return Err(e),

@@ -74,15 +74,6 @@ impl Links {
             .collect()
     }
 
-    /// Which servers may be asked now and have an open connection.
-    pub(super) fn open(&self, now: Instant) -> Vec<bool> {
-        self.usable(now)
-            .into_iter()
-            .zip(&self.links)
-            .map(|(usable, l)| usable && l.conn.is_some())
-            .collect()
-    }
-
     /// When the first server waiting out a backoff may be asked again.
     pub(super) fn next_usable(&self) -> Option<Instant> {
         self.links.iter().filter_map(|l| l.not_before).min()

@@ -81,14 +81,15 @@ pub(super) fn wait_on(home: usize, up: &[bool]) -> Option<usize> {
 }
 
 /// Where the reserve that rides along with a finished job's delete goes:
-/// the next server after the job's own, `from`, that is usable and has an
-/// open connection (`open[s]`); the job's own when no other is (with one
-/// server: always, in the delete's own write).
-pub(super) fn ride_along(from: usize, open: &[bool]) -> usize {
-    let n = open.len();
+/// the next server after the job's own, `from`, that may be asked now
+/// (`up[s]`); the job's own when no other may (with one server: always, in
+/// the delete's own write). Riding along keeps a busy slot going round
+/// the servers, one round trip per job.
+pub(super) fn ride_along(from: usize, up: &[bool]) -> usize {
+    let n = up.len();
     (1..n)
         .map(|k| (from + k) % n)
-        .find(|&s| open[s])
+        .find(|&s| up[s])
         .unwrap_or(from)
 }
 
@@ -198,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn riding_along_goes_round_the_open_connections() {
+    fn riding_along_goes_round_the_usable_servers() {
         assert_eq!(ride_along(0, &ALL3), 1);
         assert_eq!(ride_along(2, &ALL3), 0);
         assert_eq!(ride_along(0, &[true, false, true]), 2);

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::health::Health;
-use super::job::{Settled, handle};
+use super::job::{Ride, Settled, handle};
 use super::links::{Links, Owner, STALL, stalled};
 use super::plan::{self, Last};
 use super::services::WorkerServices;
@@ -136,12 +136,18 @@ pub(super) async fn slot(n: usize, ctx: Arc<SlotContext>, mut phase: watch::Rece
             }
         };
         last = Last::Served(server);
-        let ride = plan::ride_along(server, &links.open(Instant::now()));
+        let ride = plan::ride_along(server, &links.usable(Instant::now()));
         let (Some(conn), other) = links.pair(server, ride) else {
             // Never: the job's connection just reserved it.
             continue;
         };
         let rode = other.is_some();
+        let other = match other {
+            Some(other) => Ride::Other(other),
+            // Not open yet: the next round opens it.
+            None if ride != server => Ride::Nowhere,
+            None => Ride::Same,
+        };
         let settled = {
             let _busy = ctx.metrics.busy(tenant);
             handle(&ctx, conn, other, &mut kept, job, &mut phase).await
