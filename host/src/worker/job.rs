@@ -12,7 +12,7 @@ use beanbox_queue::{Envelope, Job, JobStats};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::conn::Conn;
+use super::conn::{Conn, delete_riding};
 use super::guest::GuestCall;
 use super::observe::{self, LogExtras, log_finished};
 use super::reply;
@@ -403,9 +403,9 @@ async fn settle(
     let done = match action {
         Action::Delete if *phase.borrow() == Phase::Running => {
             let (deleted, reserved) = if let Ride::Other(other) = ride {
-                delete_and_reserve_on(conn, Some(other), job.id, stats).await?
+                delete_riding(conn, Some(other), job.id, stats, RESERVE_NOW_SECS).await?
             } else if matches!(ride, Ride::Nowhere) {
-                delete_and_reserve_on(conn, None, job.id, stats).await?
+                delete_riding(conn, None, job.id, stats, RESERVE_NOW_SECS).await?
             } else if stats.is_some() {
                 let (d, r) = conn
                     .client
@@ -498,43 +498,6 @@ async fn settle(
         started,
     );
     Ok(Settled::Done { next })
-}
-
-/// Deletes job `id` on its own connection while the next reserve goes to
-/// another server's (if any), at the same time: one round trip, as with one
-/// server. The job's statistics, when not yet known, go in the delete's
-/// write.
-async fn delete_and_reserve_on(
-    conn: &mut Conn,
-    other: Option<&mut Conn>,
-    id: u64,
-    stats: &mut Option<JobStats>,
-) -> beanbox_queue::Result<(
-    beanbox_queue::Result<()>,
-    Option<beanbox_queue::Result<Job>>,
-)> {
-    let known = stats.is_some();
-    let delete = async {
-        if known {
-            (None, conn.client.delete(id).await)
-        } else {
-            let (s, d) = conn.client.stats_and_delete(id).await;
-            (Some(s), d)
-        }
-    };
-    let reserve = async {
-        match other {
-            Some(other) => Some(other.client.reserve_with_timeout(RESERVE_NOW_SECS).await),
-            None => None,
-        }
-    };
-    let ((fetched, deleted), reserved) = tokio::join!(delete, reserve);
-    match fetched {
-        Some(Ok(s)) => *stats = Some(s),
-        Some(Err(e)) if e.is_connection_error() => return Err(e),
-        _ => {}
-    }
-    Ok((deleted, reserved))
 }
 
 /// The job's statistics, fetched now unless already known. `None`: the job
