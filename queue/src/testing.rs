@@ -1,5 +1,7 @@
 //! A throwaway beanstalkd for tests: [`Beanstalkd`] starts the real server
-//! on a free loopback port and kills it when dropped. Synchronous, so sync
+//! on a free loopback port (or a given one) and kills it when dropped; it
+//! can be killed (`kill -9`) and restarted on the same port, from its
+//! binlog when started with `-b DIR`. Synchronous, so sync
 //! and async tests alike can use it. Behind the `testing` feature.
 
 use std::io::{Read, Write};
@@ -65,6 +67,28 @@ impl Beanstalkd {
         }
     }
 
+    /// Starts beanstalkd on `port` (e.g. one from [`Beanstalkd::free_port`]
+    /// that clients were told of before the server existed), with extra
+    /// arguments such as `["-b", dir]`.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not come up on that port within 5 s.
+    pub fn start_on(port: u16, args: &[&str]) -> Beanstalkd {
+        let mut server = Beanstalkd {
+            child: None,
+            port,
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+        };
+        server.restart();
+        server
+    }
+
+    /// A loopback port free right now, for [`Beanstalkd::start_on`].
+    pub fn free_port() -> u16 {
+        free_port()
+    }
+
     /// `"127.0.0.1:PORT"`, ready for [`Client::connect`](crate::Client::connect).
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -80,8 +104,9 @@ impl Beanstalkd {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Kills the server (SIGKILL, nothing flushed beyond what beanstalkd
-    /// already wrote) and waits for it to exit. Connections see EOF.
+    /// Kills the server (SIGKILL, `kill -9`: nothing flushed beyond what
+    /// beanstalkd already wrote) and waits for it to exit. Connections see
+    /// EOF; new ones are refused until [`Beanstalkd::restart`].
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             // Fails only when it already exited, which is what we want.
@@ -90,8 +115,14 @@ impl Beanstalkd {
         }
     }
 
-    /// Kills the server and starts it again on the same port with the same
-    /// arguments (with `-b DIR` its jobs come back from the binlog).
+    /// Whether the server is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server (if running) and starts it again on the same port
+    /// with the same arguments (with `-b DIR` its jobs come back from the
+    /// binlog).
     ///
     /// # Panics
     ///

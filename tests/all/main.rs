@@ -32,6 +32,7 @@ mod python_worker;
 mod reuse;
 mod sdk;
 mod seed;
+mod servers;
 mod settling;
 mod tenants;
 mod worker;

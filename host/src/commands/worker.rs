@@ -43,11 +43,16 @@ pub struct WorkerArgs {
     /// Do not cache compiled modules on disk.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
-    /// beanstalkd address.
-    #[arg(long, value_name = "HOST:PORT", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
-    pub beanstalkd: String,
-    /// Jobs each tenant runs at once (one beanstalkd connection each),
-    /// unless its config says otherwise.
+    /// beanstalkd servers, comma-separated; every tenant's slots take jobs
+    /// from all of them, and a job's reply and follow-up jobs go to the
+    /// server it came from. A server that is down is retried with backoff
+    /// while the others are served.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
+    pub beanstalkd: beanbox_queue::Servers,
+    /// Jobs each tenant runs at once (one beanstalkd connection each per
+    /// server), unless its config says otherwise. With several servers, at
+    /// least as many slots as servers picks a job up the moment it is put
+    /// on any of them; fewer may leave it up to a second.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Jobs one instance may serve before it is replaced (1: a fresh
@@ -116,6 +121,7 @@ pub(super) const AFTER_HELP: &str = "\
 Examples:
   runner --tube hello                      # serve ./modules/hello.wasm on tube `hello`
   runner --modules /srv/tasks --concurrency 8 --beanstalkd 10.0.0.5:11300
+  runner --tube resize --beanstalkd 10.0.0.5:11300,10.0.0.6:11300,10.0.0.7:11300
   runner --config tenants.toml             # tenants: tubes, limits, shares, grants
   BEANSTALKD_ADDR=127.0.0.1:11301 runner --tube resize --timeout 10
 
@@ -127,6 +133,15 @@ serves as soon as it has compiled, smallest first. Module files over
 --max-module-mb, or whose name cannot be a tube, are refused unread with one
 log line. Removing a module stops its tubes; their jobs stay queued until it
 returns. SIGHUP reloads --config.
+
+Several servers (--beanstalkd A,B,C): each tenant keeps --concurrency slots;
+each slot has a connection to every server, blocks on its own (home) server
+when idle and, when busy, takes jobs from the servers in turn, so no server
+is starved. A job's reply, follow-up jobs, failure record, touches and
+delete/release/bury go to the server it came from. A server that goes down
+is logged once and retried with backoff (100 ms doubling to 5 s) while the
+others are served at full speed. Its jobs wait for it: with beanstalkd's -b
+binlog they are back when it restarts; without, they are lost.
 
 Failure policy: success puts the task's follow-up jobs, replies to
 `reply_to` and deletes the job; a guest error, trap or timeout is released
@@ -233,7 +248,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 listener,
                 AdminConfig {
                     token: args.admin_token.clone().filter(|t| !t.is_empty()),
-                    beanstalkd: args.beanstalkd.clone(),
+                    beanstalkd: args.beanstalkd.first().to_owned(),
                     metrics: metrics.clone(),
                     registry: registry.clone(),
                     modules_at_start: if serve_all {
@@ -252,7 +267,7 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let (reload_tx, reload_rx) = mpsc::unbounded_channel();
         tokio::spawn(watch_signals(tx, reload_tx, grace));
         let config = WorkerConfig {
-            addr: args.beanstalkd,
+            servers: args.beanstalkd,
             registry,
             tenants,
             guests: guest_handle,

@@ -1,14 +1,19 @@
-//! A slot's beanstalkd connection: the tubes it watches, its puts (replies
-//! and follow-up jobs) and the delays between reconnects.
+//! A slot's connection to one beanstalkd server: the tubes it watches, its
+//! puts (replies and follow-up jobs), a delete with the next reserve riding
+//! on another server's connection, and the delays between reconnects.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use beanbox_queue::Client;
+use beanbox_queue::{Client, Job, JobStats};
 
 /// A slot's connection and the tubes it watches.
 pub(super) struct Conn {
     pub(super) client: Client,
     pub(super) watching: Vec<String>,
+    /// The server's address, named in its jobs' log lines when the worker
+    /// serves several (job ids are per server); `None` with one.
+    pub(super) server: Option<Arc<str>>,
 }
 
 impl Conn {
@@ -25,6 +30,7 @@ impl Conn {
         Ok(Conn {
             client,
             watching: tubes,
+            server: None,
         })
     }
 
@@ -61,6 +67,44 @@ impl Conn {
         }
         self.put(tube, options, body).await
     }
+}
+
+/// Deletes job `id` on its own connection, `conn`, while the next reserve
+/// (`reserve-with-timeout reserve_secs`) goes to another server's, `other`
+/// (if any), at the same time: one round trip, as with one server. The
+/// job's statistics, when not yet known, go in the delete's write.
+pub(super) async fn delete_riding(
+    conn: &mut Conn,
+    other: Option<&mut Conn>,
+    id: u64,
+    stats: &mut Option<JobStats>,
+    reserve_secs: u32,
+) -> beanbox_queue::Result<(
+    beanbox_queue::Result<()>,
+    Option<beanbox_queue::Result<Job>>,
+)> {
+    let known = stats.is_some();
+    let delete = async {
+        if known {
+            (None, conn.client.delete(id).await)
+        } else {
+            let (s, d) = conn.client.stats_and_delete(id).await;
+            (Some(s), d)
+        }
+    };
+    let reserve = async {
+        match other {
+            Some(other) => Some(other.client.reserve_with_timeout(reserve_secs).await),
+            None => None,
+        }
+    };
+    let ((fetched, deleted), reserved) = tokio::join!(delete, reserve);
+    match fetched {
+        Some(Ok(s)) => *stats = Some(s),
+        Some(Err(e)) if e.is_connection_error() => return Err(e),
+        _ => {}
+    }
+    Ok((deleted, reserved))
 }
 
 /// Reconnect delays: 100 ms doubling to 5 s. Only for a connection that

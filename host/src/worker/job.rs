@@ -2,7 +2,8 @@
 //! module that serves its tube, wait out a deploy that brings its task, run
 //! the call on the guest runtime while this (I/O) thread touches the job,
 //! then settle it by the failure table ([`settle::decide`]) in one place:
-//! follow-up puts, reply, delete/release/bury.
+//! follow-up puts, reply, delete/release/bury. All of these go to the
+//! job's own server, on the connection that reserved it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use beanbox_queue::{Envelope, Job, JobStats};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::conn::Conn;
+use super::conn::{Conn, delete_riding};
 use super::guest::GuestCall;
 use super::observe::{self, LogExtras, log_finished};
 use super::reply;
@@ -21,11 +22,23 @@ use super::{Phase, reached};
 use crate::failures::{self, FailureRecord};
 use crate::sandbox::{AttemptCell, CallContext, CallError, JobInfo, KeptInstance, Module, Outcome};
 
+/// Where the reserve that rides along with a finished job's delete goes.
+pub(super) enum Ride<'a> {
+    /// In the delete's own write (one server, or the only one usable).
+    Same,
+    /// At the same time, on another server's connection.
+    Other(&'a mut Conn),
+    /// Nowhere: the next server to ask has no connection yet (the slot
+    /// opens it when it looks for the next job).
+    Nowhere,
+}
+
 /// What became of a reserved job.
 pub(super) enum Settled {
     /// Deleted, released or buried (or lost to another worker); after a
-    /// delete, the next job's reserve may have gone in the same write (one
-    /// round trip per job).
+    /// delete, the next job's reserve may have gone with it: in the same
+    /// write (one round trip per job), or at the same time on another
+    /// server's connection.
     Done {
         /// The reply to that reserve, when it was sent.
         next: Option<beanbox_queue::Result<Job>>,
@@ -60,9 +73,13 @@ const RESERVE_NOW_SECS: u32 = 0;
 /// delete on success, or are fetched when the task fails, asks for its
 /// attempt, or runs longer than [`FACTS_AFTER`]. A slot watching several
 /// tubes fetches them first, to route the job.
+///
+/// `conn` is the connection that reserved the job; `ride` says where the
+/// next reserve goes with its delete.
 pub(super) async fn handle(
     ctx: &SlotContext,
     conn: &mut Conn,
+    ride: Ride<'_>,
     kept: &mut KeptInstance,
     job: Job,
     phase: &mut watch::Receiver<Phase>,
@@ -90,11 +107,11 @@ pub(super) async fn handle(
                 outcome: None,
                 started,
             };
-            return settle(ctx, conn, ending, &mut stats, phase).await;
+            return settle(ctx, (conn, ride), ending, &mut stats, phase).await;
         }
     };
     let Some(route) = ctx.tenant.routes.iter().find(|r| r.tube == tube) else {
-        return Ok(gone(&job, &tube));
+        return Ok(gone(&job, conn.server.as_deref(), &tube));
     };
     let task = envelope.task.as_str();
     let module = deployed(ctx, conn, &job, &route.module, task, &mut stats, phase).await?;
@@ -102,7 +119,7 @@ pub(super) async fn handle(
     let label = crate::metrics::task_label(module.as_ref(), task);
     let Some(module) = module else {
         observe::handed_back(ctx, &tube, &label);
-        return Ok(gone(&job, &tube));
+        return Ok(gone(&job, conn.server.as_deref(), &tube));
     };
     // Moved into the call, not copied: nothing after it reads them.
     let kwargs = std::mem::take(&mut envelope.kwargs);
@@ -118,7 +135,7 @@ pub(super) async fn handle(
     };
     let Some(mut outcome) = run(ctx, conn, kept, call, &mut stats, phase).await? else {
         observe::handed_back(ctx, &tube, &label);
-        return Ok(hand_back(&job, &tube, task));
+        return Ok(hand_back(&job, conn.server.as_deref(), &tube, task));
     };
     let result = std::mem::replace(&mut outcome.result, Ok(Value::Null)).map_err(Failure::Call);
     let ending = Ending {
@@ -131,7 +148,7 @@ pub(super) async fn handle(
         outcome: Some(&outcome),
         started,
     };
-    settle(ctx, conn, ending, &mut stats, phase).await
+    settle(ctx, (conn, ride), ending, &mut stats, phase).await
 }
 
 /// The module that is to judge a job naming `task`: the serving version,
@@ -156,6 +173,7 @@ async fn deployed(
     let waiting = Instant::now();
     tracing::info!(
         job = job.id,
+        server = conn.server.as_deref(),
         module = name,
         task,
         "task unknown to the serving version while a new version is being deployed; waiting for it"
@@ -181,6 +199,7 @@ async fn deployed(
     conn.client.touch(job.id).await.or_else(ignore_refusal)?;
     tracing::info!(
         job = job.id,
+        server = conn.server.as_deref(),
         module = name,
         task,
         waited_ms = waiting.elapsed().as_millis() as u64,
@@ -336,7 +355,7 @@ struct Ending<'a> {
 /// error; every refusal is told in the log line.
 async fn settle(
     ctx: &SlotContext,
-    conn: &mut Conn,
+    (conn, ride): (&mut Conn, Ride<'_>),
     ending: Ending<'_>,
     stats: &mut Option<JobStats>,
     phase: &watch::Receiver<Phase>,
@@ -383,10 +402,16 @@ async fn settle(
     let mut next = None;
     let done = match action {
         Action::Delete if *phase.borrow() == Phase::Running => {
-            let (deleted, reserved) = if stats.is_some() {
-                conn.client
+            let (deleted, reserved) = if let Ride::Other(other) = ride {
+                delete_riding(conn, Some(other), job.id, stats, RESERVE_NOW_SECS).await?
+            } else if matches!(ride, Ride::Nowhere) {
+                delete_riding(conn, None, job.id, stats, RESERVE_NOW_SECS).await?
+            } else if stats.is_some() {
+                let (d, r) = conn
+                    .client
                     .delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)
-                    .await
+                    .await;
+                (d, Some(r))
             } else {
                 // The statistics, for the log line, in the same write.
                 let (s, d, r) = conn
@@ -398,9 +423,9 @@ async fn settle(
                     Err(e) if e.is_connection_error() => return Err(e),
                     Err(_) => {}
                 }
-                (d, r)
+                (d, Some(r))
             };
-            next = Some(reserved);
+            next = reserved;
             deleted
         }
         Action::Delete => {
@@ -462,6 +487,7 @@ async fn settle(
     observe::settled(ctx, &settled, &result, outcome);
     log_finished(
         job.id,
+        conn.server.as_deref(),
         tube,
         task,
         attempt,
@@ -486,7 +512,7 @@ async fn facts<'a>(
             Ok(s) => *stats = Some(s),
             Err(e) if e.is_connection_error() => return Err(e),
             Err(e) => {
-                tracing::warn!(job = id, error = %e, "cannot read the job's statistics");
+                tracing::warn!(job = id, server = conn.server.as_deref(), error = %e, "cannot read the job's statistics");
                 return Ok(None);
             }
         }
@@ -518,9 +544,10 @@ fn deadline_outcome(task: &str, ttr: Duration, started: Instant) -> Outcome {
 
 /// The grace period is over: the caller closes the connection, which makes
 /// beanstalkd put the job back at once, without counting an attempt.
-fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
+fn hand_back(job: &Job, server: Option<&str>, tube: &str, task: &str) -> Settled {
     tracing::warn!(
         job = job.id,
+        server,
         tube,
         task,
         "grace period over: handing the unfinished job back"
@@ -531,9 +558,10 @@ fn hand_back(job: &Job, tube: &str, task: &str) -> Settled {
 /// The module was removed after the reserve (or the worker is stopping
 /// while the job waited for a deploy): leave the job untouched. Closing the
 /// connection puts it back without counting an attempt.
-fn gone(job: &Job, tube: &str) -> Settled {
+fn gone(job: &Job, server: Option<&str>, tube: &str) -> Settled {
     tracing::warn!(
         job = job.id,
+        server,
         tube,
         "module gone or worker stopping; leaving the job queued"
     );

@@ -1,12 +1,22 @@
 //! The worker: every tenant gets its own slots (its share of the worker),
-//! each slot its own beanstalkd connection watching only that tenant's tubes,
-//! so one tenant's flood or slow jobs never starve another's. A slot reserves
-//! a job, runs it on the guest runtime in the current version of the module
-//! that serves its tube, and deletes, releases with backoff or buries it by
-//! the failure table (docs/architecture.md). Nothing is deleted unless it
-//! succeeded; a stopping worker hands unfinished jobs back.
+//! each slot its own beanstalkd connections watching only that tenant's
+//! tubes, so one tenant's flood or slow jobs never starve another's. A slot
+//! reserves a job, runs it on the guest runtime in the current version of
+//! the module that serves its tube, and deletes, releases with backoff or
+//! buries it by the failure table (docs/architecture.md). Nothing is
+//! deleted unless it succeeded; a stopping worker hands unfinished jobs
+//! back.
 //!
-//! - `slot.rs`: one slot's connect/reserve loop;
+//! With several beanstalkd servers a tenant keeps its number of slots; each
+//! slot has a connection per server and takes jobs from all of them in
+//! turn (`plan.rs`), and everything a job sends (reply, follow-up puts,
+//! failure record, delete/release/bury, touches) goes to the job's own
+//! server. Each server connects, reconnects and fails on its own.
+//!
+//! - `slot.rs`: one slot's reserve loop over the servers;
+//! - `plan.rs`: which server a slot asks next (pure);
+//! - `links.rs`, `health.rs`: a slot's connection per server, and what all
+//!   slots know of each server (its state changes are logged once);
 //! - `job.rs`: one job, from its body to its log line;
 //! - `settle.rs`: the failure table as a pure decision;
 //! - `reply.rs`, `puts.rs`: what a finished job sends;
@@ -16,8 +26,11 @@
 
 mod conn;
 mod guest;
+mod health;
 mod job;
+mod links;
 mod observe;
+mod plan;
 mod puts;
 mod reply;
 mod services;
@@ -34,6 +47,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Defaults, PutTubes, Tenant};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use health::Health;
 use services::WorkerServices;
 use slot::{SlotContext, slot};
 
@@ -100,8 +114,8 @@ impl Tenants {
 /// Everything a worker needs to run.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// beanstalkd's `host:port`.
-    pub addr: String,
+    /// The beanstalkd servers, each served by every tenant's slots.
+    pub servers: beanbox_queue::Servers,
     /// The modules, kept current.
     pub registry: Registry,
     /// Who runs what.
@@ -131,8 +145,9 @@ pub async fn run(
     let mut tenants = config.tenants.resolve(&registry)?;
     let mut groups: HashMap<String, Group> = HashMap::new();
     let mut retired: Vec<Group> = Vec::new();
-    apply(&config, &tenants, &mut groups, &mut retired);
-    tracing::info!(addr = %config.addr, tenants = groups.len(), "worker started");
+    let health = Arc::new(Health::new(config.servers.len()));
+    apply(&config, &health, &tenants, &mut groups, &mut retired);
+    tracing::info!(addr = %config.servers, tenants = groups.len(), "worker started");
 
     loop {
         tokio::select! {
@@ -142,7 +157,7 @@ pub async fn run(
                     tracing::info!("config reloaded");
                     registry.configure(&new);
                     tenants = new;
-                    apply(&config, &tenants, &mut groups, &mut retired);
+                    apply(&config, &health, &tenants, &mut groups, &mut retired);
                 }
                 Err(e) => tracing::error!(error = %e, "config reload failed; keeping the old config"),
             },
@@ -152,7 +167,7 @@ pub async fn run(
                     && new != tenants
                 {
                     tenants = new;
-                    apply(&config, &tenants, &mut groups, &mut retired);
+                    apply(&config, &health, &tenants, &mut groups, &mut retired);
                 }
             }
         }
@@ -206,6 +221,7 @@ struct Group {
 /// changed ones (their running jobs finish on the old settings).
 fn apply(
     config: &WorkerConfig,
+    health: &Arc<Health>,
     tenants: &Config,
     groups: &mut HashMap<String, Group>,
     retired: &mut Vec<Group>,
@@ -236,7 +252,8 @@ fn apply(
             put_tubes: tenant.put_tubes.clone(),
         });
         let ctx = Arc::new(SlotContext {
-            addr: config.addr.clone(),
+            servers: config.servers.clone(),
+            health: health.clone(),
             registry: config.registry.clone(),
             tenant: tenant.clone(),
             services,

@@ -83,6 +83,7 @@ pub(super) struct LogExtras {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn log_finished(
     id: u64,
+    server: Option<&str>,
     tube: &str,
     task: &str,
     attempt: u32,
@@ -108,6 +109,7 @@ pub(super) fn log_finished(
     match action {
         Some(Action::Delete) => tracing::info!(
             job = id,
+            server,
             tube,
             task,
             attempt,
@@ -123,6 +125,7 @@ pub(super) fn log_finished(
         ),
         Some(Action::Release { delay }) => tracing::warn!(
             job = id,
+            server,
             tube,
             task,
             attempt,
@@ -138,6 +141,7 @@ pub(super) fn log_finished(
         ),
         Some(Action::Bury) | None => tracing::error!(
             job = id,
+            server,
             tube,
             task,
             attempt,

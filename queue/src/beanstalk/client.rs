@@ -475,6 +475,40 @@ impl Client {
         (stats, deleted, reserved)
     }
 
+    /// Sends `stats-job id` and `delete id` in one write and reads both
+    /// replies: a finished job's statistics (for its log line) and its
+    /// deletion in one round trip, for a worker whose next reserve goes to
+    /// another server.
+    ///
+    /// The server runs both whatever the first's outcome. A connection
+    /// failure fails both.
+    pub async fn stats_and_delete(&mut self, id: u64) -> (Result<JobStats>, Result<()>) {
+        let stats = Command::StatsJob(id);
+        let delete = Command::Delete(id);
+        if let Err(e) = self.send(&[stats, delete]).await {
+            let copy = e.duplicate();
+            return (Err(e), Err(copy));
+        }
+        let stats = match self.receive().await {
+            Ok(Response::Ok(body)) => JobStats::from_yaml(&body),
+            Ok(other) => Err(self.unexpected(stats, other)),
+            Err(e) => {
+                let copy = e.duplicate();
+                return (Err(e), Err(copy));
+            }
+        };
+        if self.desynced {
+            let e = Error::Protocol("connection out of step after `stats-job`".to_owned());
+            return (stats, Err(e));
+        }
+        let deleted = match self.receive().await {
+            Ok(Response::Deleted) => Ok(()),
+            Ok(other) => Err(self.unexpected(delete, other)),
+            Err(e) => Err(e),
+        };
+        (stats, deleted)
+    }
+
     /// Sends `delete id` and `reserve-with-timeout secs` in one write and
     /// reads both replies (one round trip per job on the fast path).
     ///

@@ -368,6 +368,27 @@ async fn stats_delete_and_reserve_with_timeout_does_all_three() {
 }
 
 #[tokio::test]
+async fn stats_and_delete_does_both_in_one_write() {
+    let server = Beanstalkd::start();
+    let mut c = connect(&server).await;
+    let first = c.put(7, 0, 42, b"1").await.unwrap();
+    assert_eq!(c.reserve().await.unwrap().id, first);
+
+    let (stats, deleted) = c.stats_and_delete(first).await;
+    let stats = stats.unwrap();
+    assert_eq!((stats.id, stats.pri, stats.ttr), (first, 7, 42));
+    deleted.unwrap();
+    assert!(c.peek(first).await.unwrap_err().is_not_found());
+
+    // Unknown job: both fail, and the connection stays in step.
+    let (stats, deleted) = c.stats_and_delete(999).await;
+    assert!(stats.unwrap_err().is_not_found());
+    assert!(deleted.unwrap_err().is_not_found());
+    assert!(!c.is_broken());
+    assert!(c.reserve_with_timeout(0).await.unwrap_err().is_timeout());
+}
+
+#[tokio::test]
 async fn invalid_tube_names_are_refused_before_sending() {
     let server = Beanstalkd::start();
     let mut c = connect(&server).await;
