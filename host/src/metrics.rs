@@ -20,10 +20,10 @@ use prometheus_client::registry::Registry;
 use crate::config::Config;
 use crate::failures::{MAX_REASON_BYTES, cut};
 use crate::sandbox::Module;
-use board::{Board, FailedOutcome, FailureEntry, TubeCounts, Usage};
+use board::{Board, FailedOutcome, FailureEntry, TubeCounts, Usage, sum_rates};
 use families::{
-    Families, JobLabels, ModuleLabel, OutcomeLabel, TUBE_STATES, TaskLabels, TenantLabel,
-    TubeStateLabels,
+    Families, JobLabels, ModuleLabel, OutcomeLabel, ServerLabel, TUBE_STATES, TaskLabels,
+    TenantLabel, TubeStateLabels,
 };
 
 /// The task label of a job whose task is not an export of its module (or
@@ -305,19 +305,77 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets whether the admin poller reaches beanstalkd.
-    pub fn set_beanstalkd_up(&self, up: bool) {
-        self.inner.families.beanstalkd_up.set(i64::from(up));
+    /// Sets whether the admin poller reaches the beanstalkd `server`
+    /// (`beanbox_beanstalkd_up{server}`; the admin listener sets each
+    /// configured server to 0 at start, so labels stay bounded). A server
+    /// lost leaves the tube counts until it answers again.
+    pub fn set_beanstalkd_up(&self, server: &str, up: bool) {
+        self.inner
+            .families
+            .beanstalkd_up
+            .get_or_create(&ServerLabel {
+                server: server.to_string(),
+            })
+            .set(i64::from(up));
+        if !up {
+            let tubes: Vec<(String, TubeCounts)> = {
+                let mut board = self.board();
+                for servers in board.tubes.values_mut() {
+                    if let Some(entry) = servers.get_mut(server) {
+                        entry.0 = None;
+                    }
+                }
+                let names: Vec<String> = board.tubes.keys().cloned().collect();
+                names
+                    .into_iter()
+                    .map(|t| {
+                        let sum = board.tube_sum(&t);
+                        (t, sum)
+                    })
+                    .collect()
+            };
+            for (tube, sum) in tubes {
+                self.set_tube_gauges(&tube, &sum);
+            }
+        }
     }
 
-    /// Whether the admin poller last reached beanstalkd.
-    pub fn beanstalkd_up(&self) -> bool {
-        self.inner.families.beanstalkd_up.get() == 1
+    /// Whether the admin poller last reached the beanstalkd `server`
+    /// (false before its first poll).
+    pub fn beanstalkd_up(&self, server: &str) -> bool {
+        let label = ServerLabel {
+            server: server.to_string(),
+        };
+        self.inner
+            .families
+            .beanstalkd_up
+            .get(&label)
+            .is_some_and(|g| g.get() == 1)
     }
 
-    /// Records a poll of a served tube at `at` (Unix seconds): its counts
-    /// and beanstalkd's `cmd-delete` counter (for the rate).
-    pub fn tube_polled(&self, tube: &str, counts: TubeCounts, cmd_delete: u64, at: f64) {
+    /// Records a poll of a served tube on `server` at `at` (Unix seconds):
+    /// its counts and the server's `cmd-delete` counter (for the rate).
+    /// `beanbox_tube_jobs` is the sum over the servers.
+    pub fn tube_polled(
+        &self,
+        server: &str,
+        tube: &str,
+        counts: TubeCounts,
+        cmd_delete: u64,
+        at: f64,
+    ) {
+        let sum = {
+            let mut board = self.board();
+            let servers = board.tubes.entry(tube.to_string()).or_default();
+            let entry = servers.entry(server.to_string()).or_default();
+            entry.0 = Some(counts);
+            entry.1.sample(at, cmd_delete);
+            board.tube_sum(tube)
+        };
+        self.set_tube_gauges(tube, &sum);
+    }
+
+    fn set_tube_gauges(&self, tube: &str, counts: &TubeCounts) {
         let counted = [counts.ready, counts.reserved, counts.delayed, counts.buried];
         for (state, n) in TUBE_STATES.into_iter().zip(counted) {
             self.inner
@@ -329,10 +387,6 @@ impl Metrics {
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        let mut board = self.board();
-        let entry = board.tubes.entry(tube.to_string()).or_default();
-        entry.0 = Some(counts);
-        entry.1.sample(at, cmd_delete);
     }
 
     /// Publishes the tenants the worker serves now (at start and after each
@@ -397,10 +451,17 @@ impl Metrics {
             tubes: board
                 .tubes
                 .iter()
-                .map(|(t, (counts, rates))| {
+                .map(|(t, servers)| {
+                    let polled: std::collections::BTreeMap<String, TubeCounts> = servers
+                        .iter()
+                        .filter_map(|(s, (counts, _))| Some((s.clone(), (*counts)?)))
+                        .collect();
+                    let rates: Vec<Vec<(u64, f64)>> =
+                        servers.values().map(|(_, r)| r.samples()).collect();
                     let snapshot = TubeSnapshot {
-                        counts: *counts,
-                        rate: rates.samples(),
+                        counts: (!polled.is_empty()).then(|| TubeCounts::sum(polled.values())),
+                        rate: sum_rates(&rates),
+                        servers: polled,
                     };
                     (t.clone(), snapshot)
                 })
@@ -420,18 +481,21 @@ pub struct BoardSnapshot {
     pub usage: std::collections::BTreeMap<String, Usage>,
     /// The last failed attempts, newest first.
     pub failures: Vec<FailureEntry>,
-    /// Per polled tube: its last counts (`None` before the first poll) and
-    /// `(Unix s, jobs/s)` samples, oldest first.
+    /// Per polled tube: its last counts summed over the servers (`None`
+    /// before the first poll) and `(Unix s, jobs/s)` samples, oldest first.
     pub tubes: std::collections::BTreeMap<String, TubeSnapshot>,
 }
 
 /// One polled tube in a [`BoardSnapshot`].
 #[derive(Debug, Clone, Default)]
 pub struct TubeSnapshot {
-    /// Its last counts; `None` before the first poll.
+    /// Its last counts summed over the servers that answer; `None` before
+    /// the first poll.
     pub counts: Option<TubeCounts>,
-    /// `(Unix s, finished jobs/s)`, oldest first.
+    /// `(Unix s, finished jobs/s)` over all servers, oldest first.
     pub rate: Vec<(u64, f64)>,
+    /// Each answering server's counts, by address.
+    pub servers: std::collections::BTreeMap<String, TubeCounts>,
 }
 
 /// One busy slot of a tenant ([`Metrics::busy`]); dropping it frees it.
@@ -516,13 +580,41 @@ mod tests {
     }
 
     #[test]
+    fn tube_counts_add_up_over_servers_and_a_lost_one_drops_out() {
+        let m = Metrics::new();
+        let buried = |n| TubeCounts {
+            buried: n,
+            ..TubeCounts::default()
+        };
+        m.set_beanstalkd_up("a:1", true);
+        m.set_beanstalkd_up("b:2", true);
+        m.tube_polled("a:1", "t", buried(2), 10, 1.0);
+        m.tube_polled("b:2", "t", buried(3), 20, 1.0);
+        let text = m.encode();
+        assert!(text.contains(r#"beanbox_tube_jobs{tube="t",state="buried"} 5"#), "{text}");
+        assert!(text.contains(r#"beanbox_beanstalkd_up{server="b:2"} 1"#), "{text}");
+        let t = &m.board_snapshot().tubes["t"];
+        assert_eq!(t.counts.map(|c| c.buried), Some(5));
+        assert_eq!(t.servers["b:2"].buried, 3);
+
+        m.set_beanstalkd_up("b:2", false);
+        assert!(!m.beanstalkd_up("b:2") && m.beanstalkd_up("a:1"));
+        assert!(!m.beanstalkd_up("never:1"), "not polled yet: down");
+        let text = m.encode();
+        assert!(text.contains(r#"beanbox_tube_jobs{tube="t",state="buried"} 2"#), "{text}");
+        assert!(text.contains(r#"beanbox_beanstalkd_up{server="b:2"} 0"#), "{text}");
+        let t = &m.board_snapshot().tubes["t"];
+        assert_eq!(t.servers.keys().collect::<Vec<_>>(), ["a:1"]);
+    }
+
+    #[test]
     fn a_tube_no_longer_served_leaves_the_gauges_and_the_board() {
         let m = Metrics::new();
         let counts = TubeCounts {
             buried: 3,
             ..TubeCounts::default()
         };
-        m.tube_polled("old", counts, 0, 1.0);
+        m.tube_polled("a:1", "old", counts, 0, 1.0);
         assert!(
             m.encode()
                 .contains(r#"beanbox_tube_jobs{tube="old",state="buried"} 3"#)

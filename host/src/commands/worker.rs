@@ -108,6 +108,10 @@ pub struct WorkerArgs {
         value_delimiter = ','
     )]
     pub admin_hosts: Vec<String>,
+    /// When the admin listener's /readyz says ready, as to the beanstalkd
+    /// servers: while `any` is reachable, or only while `all` are.
+    #[arg(long, value_enum, value_name = "WHEN", env = "BEANBOX_READY_WHEN", default_value = "any")]
+    pub ready_when: admin::state::ReadyWhen,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -233,7 +237,11 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 listener,
                 AdminConfig {
                     token: args.admin_token.clone().filter(|t| !t.is_empty()),
-                    beanstalkd: args.beanstalkd.clone(),
+                    beanstalkd: args
+                        .beanstalkd
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--beanstalkd: {e}"))?,
+                    ready_when: args.ready_when,
                     metrics: metrics.clone(),
                     registry: registry.clone(),
                     modules_at_start: if serve_all {
