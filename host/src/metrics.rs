@@ -308,15 +308,9 @@ impl Metrics {
     /// Sets whether the admin poller reaches the beanstalkd `server`
     /// (`beanbox_beanstalkd_up{server}`; the admin listener sets each
     /// configured server to 0 at start, so labels stay bounded). A server
-    /// lost leaves the tube counts until it answers again.
+    /// lost leaves the tube counts (and `beanbox_tube_jobs`' sums) until it
+    /// answers again.
     pub fn set_beanstalkd_up(&self, server: &str, up: bool) {
-        self.inner
-            .families
-            .beanstalkd_up
-            .get_or_create(&ServerLabel {
-                server: server.to_string(),
-            })
-            .set(i64::from(up));
         if !up {
             let tubes: Vec<(String, TubeCounts)> = {
                 let mut board = self.board();
@@ -338,6 +332,14 @@ impl Metrics {
                 self.set_tube_gauges(&tube, &sum);
             }
         }
+        // Last: whoever sees the server down sees its counts gone.
+        self.inner
+            .families
+            .beanstalkd_up
+            .get_or_create(&ServerLabel {
+                server: server.to_string(),
+            })
+            .set(i64::from(up));
     }
 
     /// Whether the admin poller last reached the beanstalkd `server`
@@ -591,8 +593,14 @@ mod tests {
         m.tube_polled("a:1", "t", buried(2), 10, 1.0);
         m.tube_polled("b:2", "t", buried(3), 20, 1.0);
         let text = m.encode();
-        assert!(text.contains(r#"beanbox_tube_jobs{tube="t",state="buried"} 5"#), "{text}");
-        assert!(text.contains(r#"beanbox_beanstalkd_up{server="b:2"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"beanbox_tube_jobs{tube="t",state="buried"} 5"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"beanbox_beanstalkd_up{server="b:2"} 1"#),
+            "{text}"
+        );
         let t = &m.board_snapshot().tubes["t"];
         assert_eq!(t.counts.map(|c| c.buried), Some(5));
         assert_eq!(t.servers["b:2"].buried, 3);
@@ -601,8 +609,14 @@ mod tests {
         assert!(!m.beanstalkd_up("b:2") && m.beanstalkd_up("a:1"));
         assert!(!m.beanstalkd_up("never:1"), "not polled yet: down");
         let text = m.encode();
-        assert!(text.contains(r#"beanbox_tube_jobs{tube="t",state="buried"} 2"#), "{text}");
-        assert!(text.contains(r#"beanbox_beanstalkd_up{server="b:2"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"beanbox_tube_jobs{tube="t",state="buried"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"beanbox_beanstalkd_up{server="b:2"} 0"#),
+            "{text}"
+        );
         let t = &m.board_snapshot().tubes["t"];
         assert_eq!(t.servers.keys().collect::<Vec<_>>(), ["a:1"]);
     }

@@ -396,7 +396,10 @@ mod tests {
         let stranger = job_server(&two, Some("c:3"), 5).unwrap_err();
         assert_eq!(stranger.status, StatusCode::BAD_REQUEST);
         assert!(stranger.message.contains("`c:3`"), "{}", stranger.message);
-        assert!(job_server(&one, Some("b:2"), 5).is_err(), "only listed servers");
+        assert!(
+            job_server(&one, Some("b:2"), 5).is_err(),
+            "only listed servers"
+        );
     }
 
     #[test]
@@ -411,7 +414,10 @@ mod tests {
         };
         let answer = over_answer(partial, |v| json!({ "kicked": v })).unwrap();
         assert_eq!(answer["kicked"], json!([1]));
-        assert!(answer["errors"][0].as_str().unwrap().contains("b:2"), "{answer}");
+        assert!(
+            answer["errors"][0].as_str().unwrap().contains("b:2"),
+            "{answer}"
+        );
         let none = over_answer(
             Over::<Vec<u8>> {
                 value: None,

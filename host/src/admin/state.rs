@@ -291,7 +291,12 @@ mod tests {
         assert_eq!(readiness(&up, any, &wanted, &loaded), Ok(()));
         for when in [ReadyWhen::Any, ReadyWhen::All] {
             assert_eq!(
-                readiness(&servers(&[("127.0.0.1:11300", false)]), when, &wanted, &loaded),
+                readiness(
+                    &servers(&[("127.0.0.1:11300", false)]),
+                    when,
+                    &wanted,
+                    &loaded
+                ),
                 Err("beanstalkd 127.0.0.1:11300 unreachable".into())
             );
         }

@@ -110,7 +110,13 @@ pub struct WorkerArgs {
     pub admin_hosts: Vec<String>,
     /// When the admin listener's /readyz says ready, as to the beanstalkd
     /// servers: while `any` is reachable, or only while `all` are.
-    #[arg(long, value_enum, value_name = "WHEN", env = "BEANBOX_READY_WHEN", default_value = "any")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        env = "BEANBOX_READY_WHEN",
+        default_value = "any"
+    )]
     pub ready_when: admin::state::ReadyWhen,
     #[command(flatten)]
     pub limits: LimitArgs,

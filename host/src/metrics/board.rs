@@ -128,14 +128,15 @@ impl TubeCounts {
     /// The counts of several servers added up: paused when paused on any,
     /// for the longest time left.
     pub fn sum<'a>(all: impl IntoIterator<Item = &'a TubeCounts>) -> TubeCounts {
-        all.into_iter().fold(TubeCounts::default(), |a, c| TubeCounts {
-            ready: a.ready + c.ready,
-            reserved: a.reserved + c.reserved,
-            delayed: a.delayed + c.delayed,
-            buried: a.buried + c.buried,
-            paused: a.paused || c.paused,
-            pause_time_left: a.pause_time_left.max(c.pause_time_left),
-        })
+        all.into_iter()
+            .fold(TubeCounts::default(), |a, c| TubeCounts {
+                ready: a.ready + c.ready,
+                reserved: a.reserved + c.reserved,
+                delayed: a.delayed + c.delayed,
+                buried: a.buried + c.buried,
+                paused: a.paused || c.paused,
+                pause_time_left: a.pause_time_left.max(c.pause_time_left),
+            })
     }
 }
 

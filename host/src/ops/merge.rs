@@ -185,7 +185,10 @@ pub fn join_buried(
 /// [`OpsError::NoSuchJob`] when no server has it; [`OpsError::Ambiguous`]
 /// when several do; when a server could not be asked, its error and
 /// [`OpsError::Unsure`] (it may hold one too).
-pub fn holder(id: u64, lookups: Vec<(String, Result<bool, OpsError>)>) -> Result<String, Vec<OpsError>> {
+pub fn holder(
+    id: u64,
+    lookups: Vec<(String, Result<bool, OpsError>)>,
+) -> Result<String, Vec<OpsError>> {
     let mut holders = Vec::new();
     let mut errors = Vec::new();
     for (server, lookup) in lookups {
@@ -242,7 +245,10 @@ mod tests {
                 "a:1".to_string(),
                 vec![row(FAILURES_TUBE, 1, 0, 0), row("t", 2, 1, 0)],
             ),
-            ("b:2".to_string(), vec![row("t", 5, 0, 30), row("u", 1, 0, 0)]),
+            (
+                "b:2".to_string(),
+                vec![row("t", 5, 0, 30), row("u", 1, 0, 0)],
+            ),
         ];
         let sums = sum_tubes(&answers);
         let names: Vec<&str> = sums.iter().map(|t| t.total.tube.as_str()).collect();
@@ -313,7 +319,12 @@ mod tests {
         assert_eq!(joined.servers[1].buried, 1);
         assert_eq!(join_buried("t", answers(), 2, true).jobs.len(), 2);
         // One server: the listing as it was.
-        let one = join_buried("t", vec![("a:1".to_string(), list(&[3], 0, true))], 10, false);
+        let one = join_buried(
+            "t",
+            vec![("a:1".to_string(), list(&[3], 0, true))],
+            10,
+            false,
+        );
         assert_eq!(one, list(&[3], 0, true));
     }
 
@@ -328,17 +339,25 @@ mod tests {
         let both = ask(Ok(true), Ok(true)).unwrap_err();
         assert_eq!(
             both[0].to_string(),
-            "job 5 is on a:1 and b:2: name one with --server ADDR"
+            "job 5 is on several servers (a:1, b:2): name one with --server ADDR"
         );
         assert!(both[0].is_bad_input());
         // A server not reached might hold one too: not acted on.
         let unsure = ask(Ok(true), Err(unreachable("b:2"))).unwrap_err();
         assert_eq!(unsure.len(), 2);
         assert!(unsure[0].to_string().contains("b:2"));
-        assert!(unsure[1].to_string().contains("--server a:1"), "{}", unsure[1]);
+        assert!(
+            unsure[1].to_string().contains("--server a:1"),
+            "{}",
+            unsure[1]
+        );
         assert!(!unsure[1].is_bad_input());
         let lost = ask(Ok(false), Err(unreachable("b:2"))).unwrap_err();
-        assert!(lost[1].to_string().starts_with("no job 5 on the servers reached"));
+        assert!(
+            lost[1]
+                .to_string()
+                .starts_with("no job 5 on the servers reached")
+        );
     }
 
     #[test]

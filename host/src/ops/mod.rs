@@ -21,9 +21,7 @@ use serde::Serialize;
 pub use actions::{delete, kick, pause};
 pub use listing::{buried, tube_stats};
 pub use merge::{ServerBuried, ServerRow, TubeTotal};
-pub use servers::{
-    Over, buried_over, delete_over, kick_over, listed, pause_over, tube_stats_over,
-};
+pub use servers::{Over, buried_over, delete_over, kick_over, listed, pause_over, tube_stats_over};
 
 /// The most bytes of a buried job's body shown.
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -186,7 +184,7 @@ pub enum OpsError {
         source: beanbox_queue::Error,
     },
     /// Several servers hold a job with this id (ids are per server).
-    #[error("job {job} is on {}: name one with --server ADDR", .servers.join(" and "))]
+    #[error("job {job} is on several servers ({}): name one with --server ADDR", .servers.join(", "))]
     Ambiguous {
         /// The job id.
         job: u64,

@@ -83,7 +83,11 @@ where
     servers
         .iter()
         .cloned()
-        .zip(results.into_iter().map(|r| r.expect("every server answered")))
+        .zip(
+            results
+                .into_iter()
+                .map(|r| r.expect("every server answered")),
+        )
         .collect()
 }
 
