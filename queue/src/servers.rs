@@ -113,7 +113,11 @@ fn check_host_port(entry: &str) -> Result<(), ServersError> {
     let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
     let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
     let host_ok = !host.is_empty() && !host.contains(char::is_whitespace);
-    if port_ok && host_ok { Ok(()) } else { Err(bad()) }
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 #[cfg(test)]

@@ -214,7 +214,7 @@ async fn admin_commands_sum_over_servers_name_each_jobs_server_and_the_one_down(
     let output = admin(&list, &["kick", "--tube", "multi", "--all"]).await;
     assert_exit(&output, 1);
     assert!(
-        stdout(&output).starts_with(&format!("job 1 kicked: new job "))
+        stdout(&output).starts_with("job 1 kicked: new job ")
             && stdout(&output).contains(&format!("at {a_addr}")),
         "{}",
         stdout(&output)

@@ -482,6 +482,29 @@ mod tests {
     }
 
     #[test]
+    fn several_servers_show_each_ones_row_under_the_sum() {
+        let row = |ready| ops::TubeRow {
+            ready,
+            ..ops::merge::add_rows("t", std::iter::empty())
+        };
+        let answers = vec![
+            ("a:1".to_string(), vec![row(2)]),
+            ("b:2".to_string(), vec![row(3)]),
+        ];
+        let tubes = ops::merge::sum_tubes(&answers);
+        let text = stats_table(&tubes, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("t      5 "), "{text}");
+        assert!(lines[2].starts_with("  a:1  2 "), "{text}");
+        assert!(lines[3].starts_with("  b:2  3 "), "{text}");
+        assert_eq!(
+            stats_table(&tubes, false).lines().count(),
+            2,
+            "one server: one row"
+        );
+    }
+
+    #[test]
     fn durations_read_well() {
         assert_eq!(duration(5), "5s");
         assert_eq!(duration(95), "1m35s");
