@@ -9,6 +9,7 @@
 
 pub mod board;
 mod families;
+mod polled;
 
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,7 +21,7 @@ use prometheus_client::registry::Registry;
 use crate::config::Config;
 use crate::failures::{MAX_REASON_BYTES, cut};
 use crate::sandbox::Module;
-use board::{Board, FailedOutcome, FailureEntry, TubeCounts, Usage};
+use board::{Board, FailedOutcome, FailureEntry, TubeCounts, Usage, sum_rates};
 use families::{
     Families, JobLabels, ModuleLabel, OutcomeLabel, TUBE_STATES, TaskLabels, TenantLabel,
     TubeStateLabels,
@@ -305,36 +306,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets whether the admin poller reaches beanstalkd.
-    pub fn set_beanstalkd_up(&self, up: bool) {
-        self.inner.families.beanstalkd_up.set(i64::from(up));
-    }
-
-    /// Whether the admin poller last reached beanstalkd.
-    pub fn beanstalkd_up(&self) -> bool {
-        self.inner.families.beanstalkd_up.get() == 1
-    }
-
-    /// Records a poll of a served tube at `at` (Unix seconds): its counts
-    /// and beanstalkd's `cmd-delete` counter (for the rate).
-    pub fn tube_polled(&self, tube: &str, counts: TubeCounts, cmd_delete: u64, at: f64) {
-        let counted = [counts.ready, counts.reserved, counts.delayed, counts.buried];
-        for (state, n) in TUBE_STATES.into_iter().zip(counted) {
-            self.inner
-                .families
-                .tube_jobs
-                .get_or_create(&TubeStateLabels {
-                    tube: tube.to_string(),
-                    state,
-                })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        let mut board = self.board();
-        let entry = board.tubes.entry(tube.to_string()).or_default();
-        entry.0 = Some(counts);
-        entry.1.sample(at, cmd_delete);
-    }
-
     /// Publishes the tenants the worker serves now (at start and after each
     /// reload): the dashboard lists them, the poller polls their tubes, and
     /// readiness waits for their modules. Tubes no longer served are dropped.
@@ -397,10 +368,17 @@ impl Metrics {
             tubes: board
                 .tubes
                 .iter()
-                .map(|(t, (counts, rates))| {
+                .map(|(t, servers)| {
+                    let polled: std::collections::BTreeMap<String, TubeCounts> = servers
+                        .iter()
+                        .filter_map(|(s, (counts, _))| Some((s.clone(), (*counts)?)))
+                        .collect();
+                    let rates: Vec<Vec<(u64, f64)>> =
+                        servers.values().map(|(_, r)| r.samples()).collect();
                     let snapshot = TubeSnapshot {
-                        counts: *counts,
-                        rate: rates.samples(),
+                        counts: (!polled.is_empty()).then(|| TubeCounts::sum(polled.values())),
+                        rate: sum_rates(&rates),
+                        servers: polled,
                     };
                     (t.clone(), snapshot)
                 })
@@ -420,18 +398,21 @@ pub struct BoardSnapshot {
     pub usage: std::collections::BTreeMap<String, Usage>,
     /// The last failed attempts, newest first.
     pub failures: Vec<FailureEntry>,
-    /// Per polled tube: its last counts (`None` before the first poll) and
-    /// `(Unix s, jobs/s)` samples, oldest first.
+    /// Per polled tube: its last counts summed over the servers (`None`
+    /// before the first poll) and `(Unix s, jobs/s)` samples, oldest first.
     pub tubes: std::collections::BTreeMap<String, TubeSnapshot>,
 }
 
 /// One polled tube in a [`BoardSnapshot`].
 #[derive(Debug, Clone, Default)]
 pub struct TubeSnapshot {
-    /// Its last counts; `None` before the first poll.
+    /// Its last counts summed over the servers that answer; `None` before
+    /// the first poll.
     pub counts: Option<TubeCounts>,
-    /// `(Unix s, finished jobs/s)`, oldest first.
+    /// `(Unix s, finished jobs/s)` over all servers, oldest first.
     pub rate: Vec<(u64, f64)>,
+    /// Each answering server's counts, by address.
+    pub servers: std::collections::BTreeMap<String, TubeCounts>,
 }
 
 /// One busy slot of a tenant ([`Metrics::busy`]); dropping it frees it.
@@ -522,7 +503,7 @@ mod tests {
             buried: 3,
             ..TubeCounts::default()
         };
-        m.tube_polled("old", counts, 0, 1.0);
+        m.tube_polled("a:1", "old", counts, 0, 1.0);
         assert!(
             m.encode()
                 .contains(r#"beanbox_tube_jobs{tube="old",state="buried"} 3"#)

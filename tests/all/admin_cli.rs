@@ -7,15 +7,15 @@
 use std::process::Output;
 use std::time::Duration;
 
-use beanbox::failures::{self, FAILURES_TUBE, Failed, FailureRecord};
+use beanbox::failures::FAILURES_TUBE;
 use beanbox_queue::testing::Beanstalkd;
-use beanbox_queue::{Client, ErrorKind, JobState, Producer};
+use beanbox_queue::{Client, JobState, Producer};
 use serde_json::{Value, json};
 
 use crate::support::{self, assert_exit, stderr, stdout};
 use crate::worker_support::{
-    Worker, abc, connect, eventually, job_stats, put, put_raw, run_bounded, wait_deleted,
-    wait_state,
+    Worker, abc, bury_with_record, connect, eventually, job_stats, put, put_raw, run_bounded,
+    wait_deleted, wait_state,
 };
 
 /// Runs `runner ARGS --beanstalkd addr` (bounded).
@@ -363,25 +363,6 @@ async fn errors_name_what_was_wrong() {
             stderr(&output)
         );
     }
-}
-
-/// Buries job `id` (reserved by `client`) after writing a record for it
-/// with `reason`, as the worker does.
-async fn bury_with_record(client: &mut Client, id: u64, tube: &str, reasons: &[&str]) {
-    for reason in reasons {
-        let record = FailureRecord::new(Failed {
-            job: id,
-            tube,
-            task: "fail",
-            tenant: "test",
-            attempt: 1,
-            kind: ErrorKind::GuestError,
-            reason,
-        });
-        let written = failures::write(client, &record).await.unwrap();
-        assert!(written.lost().is_none(), "{written:?}");
-    }
-    client.bury(id, 0).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,9 @@
 //! see `browser_support.rs`) against a real worker and beanstalkd: it shows
 //! the tube, its buried jobs with why they failed, the tenant and module;
 //! kick is refused without the right token and retries the job with it;
-//! delete and pause act; after a restart the reason is still shown. Also
+//! delete and pause act; after a restart the reason is still shown; with
+//! two beanstalkd servers, a job buried on the second is shown with its
+//! server and kicked there. Also
 //! the admin listener's `/api/buried` and actions over plain HTTP, with
 //! their errors.
 
@@ -16,7 +18,9 @@ use serde_json::{Value, json};
 
 use crate::browser_support::Browser;
 use crate::http_support::{Answer, free_addr, get, request};
-use crate::worker_support::{Worker, abc, connect, job_stats, put, wait_deleted, wait_state};
+use crate::worker_support::{
+    Worker, abc, connect, job_stats, put, put_buried, wait_deleted, wait_state,
+};
 
 const TOKEN: &str = "dash-s3cret";
 
@@ -357,6 +361,45 @@ async fn the_dashboard_shows_buried_jobs_and_retries_them_with_the_token() {
         403,
     );
     assert!(line.contains("read-only"), "{line}");
+    assert_eq!(state(&mut client, kept).await, Some(JobState::Buried));
+
+    // Two servers: a job buried on the second is listed with its server
+    // and kicked there (its tube paused there, so that the retry waits).
+    let other = Beanstalkd::start();
+    let other_addr = other.addr();
+    let id = put_buried(&other_addr, "m", "second server on fire").await;
+    let mut other_client = connect(&other_addr).await;
+    other_client.pause_tube("m", 600).await.unwrap();
+    let admin = free_addr();
+    let servers = format!("{addr},{other_addr}");
+    let args = ["--admin", &admin, "--admin-token", TOKEN];
+    let _third = Worker::start(&servers, &[("m", "hello")], &args);
+    browser.goto(&format!("http://{admin}/")).await;
+    let server_row = format!("#servers tr[data-server=\"{other_addr}\"]");
+    browser
+        .wait_text(&format!("{server_row} td.state"), "up", |t| t == "up")
+        .await;
+    let counts = format!("{server_row} div[data-tube=\"m\"]");
+    browser
+        .wait_text(&counts, "its buried job", |t| t.contains("1 buried"))
+        .await;
+    let row = format!("#buried tr[data-server=\"{other_addr}\"][data-job=\"{id}\"]");
+    browser
+        .wait_text(&format!("{row} td.reason"), "its reason", |t| {
+            t.contains("second server on fire")
+        })
+        .await;
+    assert_eq!(browser.text(&format!("{row} td.server")).await, other_addr);
+    browser.type_into("#token", TOKEN).await;
+    browser
+        .click(&format!("{row} button[data-action=\"kick\"]"))
+        .await;
+    let done = browser
+        .wait_text("#status[data-state=\"ok\"]", "the kick there", |t| {
+            t.starts_with("kicked job") && t.contains(&other_addr)
+        })
+        .await;
+    assert_eq!(state(&mut other_client, id).await, None, "{done}");
     assert_eq!(state(&mut client, kept).await, Some(JobState::Buried));
     browser.close().await;
 }

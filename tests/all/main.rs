@@ -10,6 +10,7 @@ mod worker_support;
 
 mod admin_attack;
 mod admin_cli;
+mod admin_servers;
 mod budgets;
 mod cache;
 mod cache_worker;

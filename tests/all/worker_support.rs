@@ -485,6 +485,39 @@ impl Replies {
     }
 }
 
+/// Buries job `id` (reserved by `client`) after writing a record for it
+/// with `reason`, as the worker does.
+pub async fn bury_with_record(client: &mut Client, id: u64, tube: &str, reasons: &[&str]) {
+    for reason in reasons {
+        let record = beanbox::failures::FailureRecord::new(beanbox::failures::Failed {
+            job: id,
+            tube,
+            task: "fail",
+            tenant: "test",
+            attempt: 1,
+            kind: beanbox_queue::ErrorKind::GuestError,
+            reason,
+        });
+        let written = beanbox::failures::write(client, &record).await.unwrap();
+        assert!(written.lost().is_none(), "{written:?}");
+    }
+    client.bury(id, 0).await.unwrap();
+}
+
+/// Puts a job of task `fail` on `tube` of the server at `addr` and buries
+/// it with a failure record saying `reason`, as a worker would: its id.
+pub async fn put_buried(addr: &str, tube: &str, reason: &str) -> u64 {
+    let mut client = connect(addr).await;
+    let body = json!({"task": "fail", "kwargs": {"message": reason}}).to_string();
+    let id = client
+        .put_in(tube, 0, 0, 60, body.as_bytes())
+        .await
+        .unwrap();
+    client.reserve_job(id).await.unwrap();
+    bury_with_record(&mut client, id, tube, &[reason]).await;
+    id
+}
+
 /// Runs `command` to completion, for at most `timeout`; kills it and panics
 /// when it takes longer.
 pub async fn run_bounded(command: &mut Command, timeout: Duration) -> Output {

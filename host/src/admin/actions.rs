@@ -2,16 +2,23 @@
 //! [`crate::ops`] (which the CLI shares):
 //!
 //! - `GET /api/buried?tube=T[&limit=N]`: the tube's buried jobs with why
-//!   they failed ([`ops::buried`]);
-//! - `POST /api/kick` `{"tube":T,"job":ID}` or `{"tube":T,"all":true}`:
-//!   retry with a fresh attempt budget ([`ops::kick`]);
-//! - `POST /api/delete` `{"job":ID,"force":false}` ([`ops::delete`]);
-//! - `POST /api/pause` `{"tube":T,"secs":S}` ([`ops::pause`]).
+//!   they failed, from every server, each job with its server when there
+//!   are several ([`ops::buried_over`]);
+//! - `POST /api/kick` `{"tube":T,"job":ID,"server":S}` or
+//!   `{"tube":T,"all":true}`: retry with a fresh attempt budget
+//!   ([`ops::kick_over`]);
+//! - `POST /api/delete` `{"job":ID,"force":false,"server":S}`
+//!   ([`ops::delete_over`]);
+//! - `POST /api/pause` `{"tube":T,"secs":S}`, on every server
+//!   ([`ops::pause_over`]).
 //!
-//! Every POST needs the bearer token ([`Authorized`], checked before the
-//! body is read); a GET never acts. Errors are `{"error": "<one line>"}`
-//! with 400 (bad request), 404 (no such tube or job), 409 (job in another
-//! state or tube), 503 (beanstalkd unreachable).
+//! Job ids are per server: with more than one server, an action on a job
+//! must name its `server` (one of the list). Every POST needs the bearer
+//! token ([`Authorized`], checked before the body is read); a GET never
+//! acts. Errors are `{"error": "<one line>"}` with 400 (bad request), 404
+//! (no such tube or job), 409 (job in another state or tube), 503
+//! (beanstalkd unreachable). When some servers answered and others did
+//! not, the answer is 200 with `"errors": [...]` naming those.
 
 use axum::Json;
 use axum::Router;
@@ -20,12 +27,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::json;
+use beanbox_queue::Servers;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::auth::Authorized;
 use super::server::AdminState;
-use crate::ops::{self, Kick, OpsError};
+use crate::ops::{self, Kick, OpsError, Over};
 
 /// Buried jobs listed per tube unless `?limit=` says otherwise.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -65,6 +73,59 @@ impl From<OpsError> for ApiError {
             status: StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY),
             message: e.to_string(),
         }
+    }
+}
+
+impl<T> From<Over<T>> for ApiError {
+    /// No server answered: the first error's status, every error's line.
+    fn from(over: Over<T>) -> ApiError {
+        let status = over
+            .errors
+            .first()
+            .and_then(|e| StatusCode::from_u16(e.http_status()).ok())
+            .unwrap_or(StatusCode::BAD_GATEWAY);
+        let lines: Vec<String> = over.errors.iter().map(ToString::to_string).collect();
+        ApiError {
+            status,
+            message: lines.join("; "),
+        }
+    }
+}
+
+/// 200 with what the servers that answered said (`body`), and
+/// `"errors": [...]` naming those that did not; an [`ApiError`] when none
+/// answered.
+fn over_answer<T>(over: Over<T>, body: impl FnOnce(T) -> Value) -> Result<Value, ApiError> {
+    let Over { value, errors } = over;
+    let Some(value) = value else {
+        return Err(ApiError::from(Over::<T> {
+            value: None,
+            errors,
+        }));
+    };
+    let mut answer = body(value);
+    if !errors.is_empty()
+        && let Value::Object(map) = &mut answer
+    {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        map.insert("errors".into(), json!(lines));
+    }
+    Ok(answer)
+}
+
+/// The server an action on job `job` goes to: `given`, which must be one of
+/// `servers`; it may be left out only when there is one server.
+///
+/// # Errors
+///
+/// 400: a server not in the list, or none given with several.
+pub fn job_server(servers: &Servers, given: Option<&str>, job: u64) -> Result<String, ApiError> {
+    match given {
+        Some(server) => ops::listed(servers, server).map_err(ApiError::from),
+        None if servers.len() == 1 => Ok(servers.first().to_owned()),
+        None => Err(ApiError::bad_request(format!(
+            "job ids are per server: say which holds job {job} with \"server\": one of {servers}"
+        ))),
     }
 }
 
@@ -130,6 +191,9 @@ pub struct KickBody {
     /// Kick every buried job of the tube instead.
     #[serde(default)]
     pub all: bool,
+    /// The job's server (required with several servers); with `all`: kick
+    /// there only.
+    pub server: Option<String>,
 }
 
 impl KickBody {
@@ -161,6 +225,8 @@ pub struct DeleteBody {
     /// Delete a ready job too (not only buried or delayed ones).
     #[serde(default)]
     pub force: bool,
+    /// The job's server (required with several servers).
+    pub server: Option<String>,
 }
 
 /// `POST /api/pause`'s body.
@@ -180,8 +246,12 @@ async fn buried(
     let (tube, limit) = query?.0.resolve()?;
     // One reader of the failure records at a time (see AdminState::records).
     let _one = s.records().lock().await;
-    let list = ops::buried(&s.config().beanstalkd, &tube, limit).await?;
-    Ok(Json(list).into_response())
+    let over = ops::buried_over(&s.config().beanstalkd, &tube, limit).await;
+    Ok(Json(over_answer(over, to_json)?).into_response())
+}
+
+fn to_json<T: Serialize>(value: T) -> Value {
+    serde_json::to_value(value).expect("serialisable")
 }
 
 async fn kick(
@@ -191,10 +261,18 @@ async fn kick(
 ) -> Result<Response, ApiError> {
     let body = body?.0;
     let which = body.which()?;
+    let servers = &s.config().beanstalkd;
+    let server = match which {
+        Kick::Job(job) => Some(job_server(servers, body.server.as_deref(), job)?),
+        Kick::All => body.server.clone(),
+    };
     let _one = s.records().lock().await;
-    let kicked = ops::kick(&s.config().beanstalkd, &body.tube, which).await?;
-    tracing::info!(tube = %body.tube, ?kicked, "admin: kicked (retried) buried jobs");
-    Ok(Json(json!({ "kicked": kicked })).into_response())
+    let over = ops::kick_over(servers, server.as_deref(), &body.tube, which).await;
+    if let Some(kicked) = &over.value {
+        tracing::info!(tube = %body.tube, ?kicked, "admin: kicked (retried) buried jobs");
+    }
+    let answer = over_answer(over, |kicked| json!({ "kicked": kicked }))?;
+    Ok(Json(answer).into_response())
 }
 
 async fn delete(
@@ -203,10 +281,20 @@ async fn delete(
     body: Result<Json<DeleteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?.0;
+    let servers = &s.config().beanstalkd;
+    let server = job_server(servers, body.server.as_deref(), body.job)?;
     let _one = s.records().lock().await;
-    let deleted = ops::delete(&s.config().beanstalkd, body.job, body.force).await?;
-    tracing::info!(job = deleted, force = body.force, "admin: deleted a job");
-    Ok(Json(json!({ "deleted": deleted })).into_response())
+    let over = ops::delete_over(servers, Some(&server), body.job, body.force).await;
+    let several = servers.len() > 1;
+    let answer = over_answer(over, |server| {
+        if several {
+            json!({ "deleted": body.job, "server": server })
+        } else {
+            json!({ "deleted": body.job })
+        }
+    })?;
+    tracing::info!(job = body.job, %server, force = body.force, "admin: deleted a job");
+    Ok(Json(answer).into_response())
 }
 
 async fn pause(
@@ -215,9 +303,18 @@ async fn pause(
     body: Result<Json<PauseBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?.0;
-    ops::pause(&s.config().beanstalkd, &body.tube, body.secs).await?;
+    let servers = &s.config().beanstalkd;
+    let several = servers.len() > 1;
+    let over = ops::pause_over(servers, &body.tube, body.secs).await;
+    let answer = over_answer(over, |paused| {
+        if several {
+            json!({ "paused": body.tube, "secs": body.secs, "servers": paused })
+        } else {
+            json!({ "paused": body.tube, "secs": body.secs })
+        }
+    })?;
     tracing::info!(tube = %body.tube, secs = body.secs, "admin: paused a tube");
-    Ok(Json(json!({ "paused": body.tube, "secs": body.secs })).into_response())
+    Ok(Json(answer).into_response())
 }
 
 #[cfg(test)]
@@ -281,6 +378,65 @@ mod tests {
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         let e = ApiError::from(OpsError::Changed(3));
         assert_eq!(e.status, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn a_job_action_names_its_server_when_there_are_several() {
+        let one: Servers = "a:1".parse().unwrap();
+        let two: Servers = "a:1,b:2".parse().unwrap();
+        assert_eq!(job_server(&one, None, 5), Ok("a:1".into()));
+        assert_eq!(job_server(&two, Some("b:2"), 5), Ok("b:2".into()));
+        let missing = job_server(&two, None, 5).unwrap_err();
+        assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+        assert!(
+            missing.message.contains("job 5") && missing.message.contains("a:1,b:2"),
+            "{}",
+            missing.message
+        );
+        let stranger = job_server(&two, Some("c:3"), 5).unwrap_err();
+        assert_eq!(stranger.status, StatusCode::BAD_REQUEST);
+        assert!(stranger.message.contains("`c:3`"), "{}", stranger.message);
+        assert!(
+            job_server(&one, Some("b:2"), 5).is_err(),
+            "only listed servers"
+        );
+    }
+
+    #[test]
+    fn some_servers_down_is_an_answer_with_errors_none_answering_an_error() {
+        let down = || OpsError::Unreachable {
+            addr: "b:2".into(),
+            source: beanbox_queue::Error::Closed,
+        };
+        let partial = Over {
+            value: Some(vec![1]),
+            errors: vec![down()],
+        };
+        let answer = over_answer(partial, |v| json!({ "kicked": v })).unwrap();
+        assert_eq!(answer["kicked"], json!([1]));
+        assert!(
+            answer["errors"][0].as_str().unwrap().contains("b:2"),
+            "{answer}"
+        );
+        let none = over_answer(
+            Over::<Vec<u8>> {
+                value: None,
+                errors: vec![down(), down()],
+            },
+            |v| json!(v),
+        )
+        .unwrap_err();
+        assert_eq!(none.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(none.message.contains("; "), "{}", none.message);
+        let whole = over_answer(
+            Over {
+                value: Some(3),
+                errors: Vec::new(),
+            },
+            |v| json!({ "deleted": v }),
+        )
+        .unwrap();
+        assert_eq!(whole, json!({ "deleted": 3 }));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - `server.rs`: the read-only routes;
 //! - `actions.rs`: `/api/buried` and the POST actions (kick, delete,
 //!   pause) on [`crate::ops`];
-//! - `poller.rs`: beanstalkd's tube counts, polled every second;
+//! - `poller.rs`: each beanstalkd server's tube counts, polled every
+//!   second;
 //! - `state.rs`: the `/api/state` document and readiness (pure);
 //! - `auth.rs`: who may act (pure check, axum extractor);
 //! - `guard.rs`: which requests are answered at all (DNS rebinding,
@@ -24,6 +25,7 @@ pub mod state;
 
 use std::net::SocketAddr;
 
+use beanbox_queue::Servers;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -35,8 +37,10 @@ pub use server::{AdminState, router};
 pub struct AdminConfig {
     /// The token POST actions need; `None`: read-only.
     pub token: Option<String>,
-    /// beanstalkd's address, which the poller connects to.
-    pub beanstalkd: String,
+    /// The beanstalkd servers, each polled on its own connection.
+    pub beanstalkd: Servers,
+    /// When `/readyz` says ready, as to those servers.
+    pub ready_when: state::ReadyWhen,
     /// The worker's metrics (and the tenants it publishes there).
     pub metrics: Metrics,
     /// The worker's modules.
@@ -54,6 +58,7 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("beanstalkd", &self.beanstalkd)
+            .field("ready_when", &self.ready_when)
             .field("modules_at_start", &self.modules_at_start)
             .finish_non_exhaustive()
     }
@@ -79,10 +84,11 @@ pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
 /// When the listener's address cannot be read.
 pub fn spawn(listener: TcpListener, config: AdminConfig) -> anyhow::Result<SocketAddr> {
     let local = listener.local_addr()?;
-    tokio::spawn(poller::run(
-        config.beanstalkd.clone(),
-        config.metrics.clone(),
-    ));
+    for server in &config.beanstalkd {
+        // Labels bounded by the list; down until first reached.
+        config.metrics.set_beanstalkd_up(server, false);
+        tokio::spawn(poller::run(server.clone(), config.metrics.clone()));
+    }
     let hosts = config.hosts.clone();
     let app = router(AdminState::new(config))
         .layer(axum::middleware::from_fn_with_state(

@@ -1,8 +1,9 @@
-//! The admin poller: one beanstalkd connection of its own, every second:
-//! `stats-tube` of each served tube (counts for `beanbox_tube_jobs` and the
-//! dashboard, `cmd-delete` for the jobs/s samples) and
-//! `beanbox_beanstalkd_up`. A lost connection is reopened at the next tick;
-//! the metrics are never fetched per scrape.
+//! The admin poller: one task and one connection of its own per beanstalkd
+//! server, each on its own schedule (a server down or slow delays no
+//! other's counts), every second: `stats-tube` of each served tube (counts
+//! for `beanbox_tube_jobs` and the dashboard, `cmd-delete` for the jobs/s
+//! samples) and `beanbox_beanstalkd_up{server}`. A lost connection is
+//! reopened at the next tick; the metrics are never fetched per scrape.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +19,7 @@ pub const EVERY: Duration = Duration::from_secs(1);
 /// counts as unreachable.
 const PATIENCE: Duration = Duration::from_secs(1);
 
-/// Polls `addr` every [`EVERY`] until the process ends.
+/// Polls the server at `addr` every [`EVERY`] until the process ends.
 pub async fn run(addr: String, metrics: Metrics) {
     let mut client: Option<Client> = None;
     let mut tick = tokio::time::interval(EVERY);
@@ -26,12 +27,13 @@ pub async fn run(addr: String, metrics: Metrics) {
     loop {
         tick.tick().await;
         let up = poll(&mut client, &addr, &metrics).await;
-        if !up && metrics.beanstalkd_up() {
-            tracing::warn!(addr = %addr, "admin: beanstalkd unreachable; not ready");
-        } else if up && !metrics.beanstalkd_up() {
+        let was_up = metrics.beanstalkd_up(&addr);
+        if !up && was_up {
+            tracing::warn!(addr = %addr, "admin: beanstalkd unreachable");
+        } else if up && !was_up {
             tracing::info!(addr = %addr, "admin: beanstalkd reachable");
         }
-        metrics.set_beanstalkd_up(up);
+        metrics.set_beanstalkd_up(&addr, up);
         if !up {
             client = None;
         }
@@ -63,10 +65,12 @@ async fn poll(client: &mut Option<Client>, addr: &str, metrics: &Metrics) -> boo
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         match tokio::time::timeout(PATIENCE, c.stats_tube(&tube)).await {
-            Ok(Ok(stats)) => metrics.tube_polled(&tube, counts(&stats), stats.cmd_delete, at),
+            Ok(Ok(stats)) => {
+                metrics.tube_polled(addr, &tube, counts(&stats), stats.cmd_delete, at);
+            }
             // No job and no watcher yet: the tube does not exist.
             Ok(Err(e)) if e.is_not_found() => {
-                metrics.tube_polled(&tube, TubeCounts::default(), 0, at)
+                metrics.tube_polled(addr, &tube, TubeCounts::default(), 0, at);
             }
             _ => return false,
         }

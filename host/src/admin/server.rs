@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::AdminConfig;
-use super::state::{self, Inputs, WorkerView};
+use super::state::{self, Inputs, ServerView, WorkerView};
 
 /// The embedded dashboard: one page, no CDN, no build step.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -72,20 +72,32 @@ impl AdminState {
         self.inner.config.token.as_deref()
     }
 
+    /// Each beanstalkd server, in the order given, and whether the poller
+    /// reaches it.
+    pub fn servers(&self) -> Vec<ServerView> {
+        let c = &self.inner.config;
+        c.beanstalkd
+            .iter()
+            .map(|server| ServerView {
+                server: server.clone(),
+                up: c.metrics.beanstalkd_up(server),
+            })
+            .collect()
+    }
+
     /// Whether the worker is ready, or one line saying why not.
     ///
     /// # Errors
     ///
     /// What is not ready.
     pub fn readiness(&self) -> Result<(), String> {
+        self.readiness_with(&self.servers())
+    }
+
+    fn readiness_with(&self, servers: &[ServerView]) -> Result<(), String> {
         let c = &self.inner.config;
         let wanted = state::wanted_modules(&c.metrics.tenants(), &c.modules_at_start);
-        state::readiness(
-            c.metrics.beanstalkd_up(),
-            &c.beanstalkd,
-            &wanted,
-            &c.registry.modules(),
-        )
+        state::readiness(servers, c.ready_when, &wanted, &c.registry.modules())
     }
 
     /// The `/api/state` document now.
@@ -97,15 +109,17 @@ impl AdminState {
             .iter()
             .map(|t| (t.name.clone(), c.metrics.busy_slots(&t.name)))
             .collect();
+        let servers = self.servers();
         state::state(Inputs {
             worker: WorkerView {
                 version: env!("CARGO_PKG_VERSION"),
                 started_at: self.inner.started_at,
-                beanstalkd: c.beanstalkd.clone(),
-                up: c.metrics.beanstalkd_up(),
-                ready: self.readiness().is_ok(),
+                beanstalkd: c.beanstalkd.to_string(),
+                up: servers.iter().all(|s| s.up),
+                ready: self.readiness_with(&servers).is_ok(),
                 actions: c.token.is_some(),
             },
+            servers,
             tenants: &tenants,
             busy,
             board: c.metrics.board_snapshot(),

@@ -4,11 +4,12 @@
 
 use std::process::ExitCode;
 
+use beanbox_queue::Servers;
 use clap::{ArgGroup, Args};
 use serde_json::json;
 
 use super::{EXIT_BAD_INPUT, EXIT_ERROR};
-use crate::ops::{self, BuriedList, Kick, Kicked, OpsError, TubeRow};
+use crate::ops::{self, BuriedList, Kick, Kicked, Over, TubeTotal};
 
 /// The exit codes of every admin command.
 macro_rules! admin_exit_codes {
@@ -17,7 +18,12 @@ macro_rules! admin_exit_codes {
   0  success
   1  beanstalkd unreachable (the message names the address), or it refused
   2  bad input: invalid or unknown tube, no such job, a job in the wrong
-     tube or state for the command"
+     tube or state for the command, a job id on several servers
+
+With several servers (--beanstalkd a:11300,b:11300) every one is read and
+acted on; a server not reached is named on stderr (exit 1) and what the
+others answered is printed. Job ids are per server: the server is shown
+beside each id, and --server picks the one a job id is on."
     };
 }
 
@@ -28,6 +34,7 @@ pub(super) const STATS_HELP: &str = concat!(
 Examples:
   runner stats
   runner stats --tube images --json
+  runner stats --beanstalkd 10.0.0.5:11300,10.0.0.6:11300   # sums, then each server
 
 ",
     admin_exit_codes!()
@@ -59,6 +66,7 @@ then kick.
 
 Examples:
   runner kick --tube images --job 12
+  runner kick --tube images --job 12 --server 10.0.0.6:11300
   runner kick --tube images --all
 
 ",
@@ -71,6 +79,7 @@ with --force. A reserved (running) job cannot be deleted.
 
 Examples:
   runner delete --job 12
+  runner delete --job 12 --server 10.0.0.6:11300
   runner delete --job 40 --force
 
 ",
@@ -78,7 +87,8 @@ Examples:
 );
 
 pub(super) const PAUSE_HELP: &str = concat!(
-    "Pauses a tube: no worker reserves from it for S seconds (0 ends a pause).
+    "Pauses a tube on every server: no worker reserves from it for S seconds
+(0 ends a pause).
 
 Examples:
   runner pause --tube images --secs 300
@@ -90,9 +100,9 @@ Examples:
 /// What every admin command takes.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// beanstalkd address.
-    #[arg(long, value_name = "HOST:PORT", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
-    pub beanstalkd: String,
+    /// beanstalkd servers, comma-separated: each is read (and acted on).
+    #[arg(long, value_name = "HOST:PORT[,...]", env = beanbox_queue::ADDR_ENV, default_value = beanbox_queue::DEFAULT_ADDR)]
+    pub beanstalkd: Servers,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -134,6 +144,10 @@ pub struct KickArgs {
     /// Kick this job.
     #[arg(long, value_name = "ID")]
     pub job: Option<u64>,
+    /// The server of the job (ids are per server); with --all: kick there
+    /// only. Without it a job is looked for on every server.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
     #[command(flatten)]
     pub admin: AdminArgs,
 }
@@ -147,6 +161,10 @@ pub struct DeleteArgs {
     /// Delete a ready job too.
     #[arg(long)]
     pub force: bool,
+    /// The server of the job (ids are per server). Without it the job is
+    /// looked for on every server.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
     #[command(flatten)]
     pub admin: AdminArgs,
 }
@@ -170,13 +188,17 @@ pub struct PauseArgs {
 ///
 /// Only when no runtime can be started; the rest are exit codes.
 pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let addr = &args.admin.beanstalkd;
-    let result = super::runtime()?.block_on(ops::tube_stats(addr, args.tube.as_deref()));
-    Ok(report(result, |rows| {
-        if args.admin.json {
-            json!({ "tubes": rows }).to_string()
+    let servers = &args.admin.beanstalkd;
+    let split = servers.len() > 1;
+    let over = super::runtime()?.block_on(ops::tube_stats_over(servers, args.tube.as_deref()));
+    Ok(report(over, |tubes| {
+        if !args.admin.json {
+            stats_table(&tubes, split)
+        } else if split {
+            json!({ "tubes": tubes }).to_string()
         } else {
-            stats_table(&rows)
+            let rows: Vec<_> = tubes.into_iter().map(|t| t.total).collect();
+            json!({ "tubes": rows }).to_string()
         }
     }))
 }
@@ -187,9 +209,9 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
 ///
 /// Only when no runtime can be started.
 pub fn buried(args: BuriedArgs) -> anyhow::Result<ExitCode> {
-    let addr = &args.admin.beanstalkd;
-    let result = super::runtime()?.block_on(ops::buried(addr, &args.tube, args.limit));
-    Ok(report(result, |list| {
+    let servers = &args.admin.beanstalkd;
+    let over = super::runtime()?.block_on(ops::buried_over(servers, &args.tube, args.limit));
+    Ok(report(over, |list| {
         if args.admin.json {
             serde_json::to_string(&list).expect("serialisable")
         } else {
@@ -204,10 +226,15 @@ pub fn buried(args: BuriedArgs) -> anyhow::Result<ExitCode> {
 ///
 /// Only when no runtime can be started.
 pub fn kick(args: KickArgs) -> anyhow::Result<ExitCode> {
-    let addr = &args.admin.beanstalkd;
+    let servers = &args.admin.beanstalkd;
     let which = args.job.map_or(Kick::All, Kick::Job);
-    let result = super::runtime()?.block_on(ops::kick(addr, &args.tube, which));
-    Ok(report(result, |kicked| {
+    let over = super::runtime()?.block_on(ops::kick_over(
+        servers,
+        args.server.as_deref(),
+        &args.tube,
+        which,
+    ));
+    Ok(report(over, |kicked| {
         if args.admin.json {
             json!({ "kicked": kicked }).to_string()
         } else {
@@ -222,14 +249,20 @@ pub fn kick(args: KickArgs) -> anyhow::Result<ExitCode> {
 ///
 /// Only when no runtime can be started.
 pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
-    let addr = &args.admin.beanstalkd;
-    let result = super::runtime()?.block_on(ops::delete(addr, args.job, args.force));
-    Ok(report(result, |id| {
-        if args.admin.json {
-            json!({ "deleted": id }).to_string()
-        } else {
-            format!("deleted job {id}")
-        }
+    let servers = &args.admin.beanstalkd;
+    let split = servers.len() > 1;
+    let id = args.job;
+    let over = super::runtime()?.block_on(ops::delete_over(
+        servers,
+        args.server.as_deref(),
+        id,
+        args.force,
+    ));
+    Ok(report(over, |server| match (args.admin.json, split) {
+        (true, false) => json!({ "deleted": id }).to_string(),
+        (true, true) => json!({ "deleted": id, "server": server }).to_string(),
+        (false, false) => format!("deleted job {id}"),
+        (false, true) => format!("deleted job {id} on {server}"),
     }))
 }
 
@@ -239,45 +272,61 @@ pub fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
 ///
 /// Only when no runtime can be started.
 pub fn pause(args: PauseArgs) -> anyhow::Result<ExitCode> {
-    let addr = &args.admin.beanstalkd;
-    let result = super::runtime()?.block_on(ops::pause(addr, &args.tube, args.secs));
-    Ok(report(result, |()| {
-        if args.admin.json {
+    let servers = &args.admin.beanstalkd;
+    let split = servers.len() > 1;
+    let over = super::runtime()?.block_on(ops::pause_over(servers, &args.tube, args.secs));
+    Ok(report(over, |paused| {
+        let on = if split {
+            format!(" on {}", paused.join(", "))
+        } else {
+            String::new()
+        };
+        if args.admin.json && split {
+            json!({ "paused": args.tube, "secs": args.secs, "servers": paused }).to_string()
+        } else if args.admin.json {
             json!({ "paused": args.tube, "secs": args.secs }).to_string()
         } else if args.secs == 0 {
-            format!("tube `{}` no longer paused", args.tube)
+            format!("tube `{}` no longer paused{on}", args.tube)
         } else {
-            format!("tube `{}` paused for {} s", args.tube, args.secs)
+            format!("tube `{}` paused for {} s{on}", args.tube, args.secs)
         }
     }))
 }
 
-/// Prints what `show` makes of a success, or the error on stderr; the
-/// exit code says which.
-fn report<T>(result: Result<T, OpsError>, show: impl FnOnce(T) -> String) -> ExitCode {
-    match result {
-        Ok(value) => {
-            println!("{}", show(value));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(if e.is_bad_input() {
-                EXIT_BAD_INPUT
-            } else {
-                EXIT_ERROR
-            })
-        }
+/// Prints what `show` makes of the servers' answer, if any, and each
+/// error on stderr; the exit code says whether any error was the
+/// servers' (1) or all were the input's (2).
+fn report<T>(over: Over<T>, show: impl FnOnce(T) -> String) -> ExitCode {
+    let bad_input = over.bad_input();
+    if let Some(value) = over.value {
+        println!("{}", show(value));
+    }
+    for e in &over.errors {
+        eprintln!("error: {e}");
+    }
+    if over.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else if bad_input {
+        ExitCode::from(EXIT_BAD_INPUT)
+    } else {
+        ExitCode::from(EXIT_ERROR)
     }
 }
 
-fn stats_table(rows: &[TubeRow]) -> String {
+/// One row per tube; with `split` (several servers), each followed by one
+/// indented row per server.
+fn stats_table(tubes: &[TubeTotal], split: bool) -> String {
     let header = [
         "TUBE", "READY", "RESERVED", "DELAYED", "BURIED", "URGENT", "WAITING", "PAUSED", "TOTAL",
     ];
-    let body = rows.iter().map(|r| {
+    let rows = tubes.iter().flat_map(|t| {
+        let servers = t.servers.iter().filter(|_| split);
+        std::iter::once((t.total.tube.clone(), &t.total))
+            .chain(servers.map(|s| (format!("  {}", s.server), &s.row)))
+    });
+    let body = rows.map(|(name, r)| {
         vec![
-            r.tube.clone(),
+            name,
             r.ready.to_string(),
             r.reserved.to_string(),
             r.delayed.to_string(),
@@ -300,6 +349,14 @@ const TABLE_REASON_CHARS: usize = 120;
 
 fn buried_table(list: &BuriedList, now: u64) -> String {
     let mut out = format!("tube `{}`: {} buried", list.tube, list.buried);
+    if !list.servers.is_empty() {
+        let each: Vec<String> = list
+            .servers
+            .iter()
+            .map(|s| format!("{} on {}", s.buried, s.server))
+            .collect();
+        out.push_str(&format!(" ({})", each.join(", ")));
+    }
     if list.unrecorded > 0 {
         out.push_str(&format!(", {} without a failure record", list.unrecorded));
     }
@@ -311,7 +368,11 @@ fn buried_table(list: &BuriedList, now: u64) -> String {
     }
     out.push('\n');
     let dash = || "-".to_owned();
-    let header = ["JOB", "TASK", "ATTEMPT", "KIND", "BURIED", "AGE", "REASON"];
+    let split = !list.servers.is_empty();
+    let mut header = vec!["JOB", "TASK", "ATTEMPT", "KIND", "BURIED", "AGE", "REASON"];
+    if split {
+        header.insert(1, "SERVER");
+    }
     let body = list.jobs.iter().map(|j| {
         let reason = j.reason.as_deref().map_or_else(dash, |r| {
             let line: String = r.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -321,7 +382,7 @@ fn buried_table(list: &BuriedList, now: u64) -> String {
             }
             shown
         });
-        vec![
+        let mut row = vec![
             j.job.to_string(),
             j.task.clone().unwrap_or_else(dash),
             j.attempt.map_or_else(dash, |a| a.to_string()),
@@ -331,7 +392,11 @@ fn buried_table(list: &BuriedList, now: u64) -> String {
             }),
             duration(u64::try_from(j.age).unwrap_or(0)),
             reason,
-        ]
+        ];
+        if split {
+            row.insert(1, j.server.clone().unwrap_or_else(dash));
+        }
+        row
     });
     out.push_str(&table(&header, body));
     out
@@ -344,8 +409,12 @@ fn kick_lines(tube: &str, kicked: &[Kicked]) -> String {
     let lines: Vec<String> = kicked
         .iter()
         .map(|k| {
+            let at = k
+                .server
+                .as_ref()
+                .map_or_else(String::new, |s| format!(" at {s}"));
             format!(
-                "job {} kicked: new job {} on `{tube}` (attempt 1)",
+                "job {} kicked: new job {} on `{tube}`{at} (attempt 1)",
                 k.job, k.new_job
             )
         })
@@ -413,6 +482,29 @@ mod tests {
     }
 
     #[test]
+    fn several_servers_show_each_ones_row_under_the_sum() {
+        let row = |ready| ops::TubeRow {
+            ready,
+            ..ops::merge::add_rows("t", std::iter::empty())
+        };
+        let answers = vec![
+            ("a:1".to_string(), vec![row(2)]),
+            ("b:2".to_string(), vec![row(3)]),
+        ];
+        let tubes = ops::merge::sum_tubes(&answers);
+        let text = stats_table(&tubes, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("t      5 "), "{text}");
+        assert!(lines[2].starts_with("  a:1  2 "), "{text}");
+        assert!(lines[3].starts_with("  b:2  3 "), "{text}");
+        assert_eq!(
+            stats_table(&tubes, false).lines().count(),
+            2,
+            "one server: one row"
+        );
+    }
+
+    #[test]
     fn durations_read_well() {
         assert_eq!(duration(5), "5s");
         assert_eq!(duration(95), "1m35s");
@@ -428,6 +520,7 @@ mod tests {
             jobs: vec![
                 ops::BuriedJob {
                     job: 3,
+                    server: None,
                     task: Some("fail".into()),
                     attempt: Some(1),
                     kind: Some("guest-error".into()),
@@ -439,6 +532,7 @@ mod tests {
                 },
                 ops::BuriedJob {
                     job: 9,
+                    server: None,
                     task: None,
                     attempt: None,
                     kind: None,
@@ -451,6 +545,7 @@ mod tests {
             ],
             unrecorded: 1,
             complete: true,
+            servers: Vec::new(),
         };
         let text = buried_table(&list, 1010);
         let lines: Vec<&str> = text.lines().collect();

@@ -113,6 +113,16 @@ pub struct WorkerArgs {
         value_delimiter = ','
     )]
     pub admin_hosts: Vec<String>,
+    /// When the admin listener's /readyz says ready, as to the beanstalkd
+    /// servers: while `any` is reachable, or only while `all` are.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        env = "BEANBOX_READY_WHEN",
+        default_value = "any"
+    )]
+    pub ready_when: admin::state::ReadyWhen,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -248,7 +258,8 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 listener,
                 AdminConfig {
                     token: args.admin_token.clone().filter(|t| !t.is_empty()),
-                    beanstalkd: args.beanstalkd.first().to_owned(),
+                    beanstalkd: args.beanstalkd.clone(),
+                    ready_when: args.ready_when,
                     metrics: metrics.clone(),
                     registry: registry.clone(),
                     modules_at_start: if serve_all {

@@ -1,7 +1,8 @@
 //! What the dashboard shows besides the Prometheus families, kept in
 //! memory: what each tenant's jobs used, the last failed attempts, and each
-//! served tube's counts with its "finished jobs/s" samples. Pure data and
-//! decisions; [`super::Metrics`] holds them behind a lock.
+//! served tube's counts with its "finished jobs/s" samples, per beanstalkd
+//! server, and how those add up over the servers. Pure data and decisions;
+//! [`super::Metrics`] holds them behind a lock.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -12,6 +13,10 @@ pub const FAILURES_KEPT: usize = 100;
 
 /// Seconds of rate samples kept per tube.
 pub const RATE_WINDOW_SECS: u64 = 600;
+
+/// The oldest a server's rate sample may be and still count in a sum (each
+/// server is polled every second, on its own schedule).
+pub const RATE_GAP_SECS: u64 = 2;
 
 /// What one tenant's settled jobs used, summed since the worker started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -119,6 +124,52 @@ pub struct TubeCounts {
     pub pause_time_left: u64,
 }
 
+impl TubeCounts {
+    /// The counts of several servers added up: paused when paused on any,
+    /// for the longest time left.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a TubeCounts>) -> TubeCounts {
+        all.into_iter()
+            .fold(TubeCounts::default(), |a, c| TubeCounts {
+                ready: a.ready + c.ready,
+                reserved: a.reserved + c.reserved,
+                delayed: a.delayed + c.delayed,
+                buried: a.buried + c.buried,
+                paused: a.paused || c.paused,
+                pause_time_left: a.pause_time_left.max(c.pause_time_left),
+            })
+    }
+}
+
+/// Several servers' `(Unix s, jobs/s)` samples as one series: at each
+/// second any server has a sample, the sum of each server's latest sample
+/// no older than [`RATE_GAP_SECS`]. One series stays as it is.
+pub fn sum_rates(series: &[Vec<(u64, f64)>]) -> Vec<(u64, f64)> {
+    if let [one] = series {
+        return one.clone();
+    }
+    let mut seconds: Vec<u64> = series.iter().flatten().map(|(t, _)| *t).collect();
+    seconds.sort_unstable();
+    seconds.dedup();
+    let mut next = vec![0usize; series.len()];
+    seconds
+        .into_iter()
+        .map(|t| {
+            let mut sum = 0.0;
+            for (samples, i) in series.iter().zip(next.iter_mut()) {
+                while *i < samples.len() && samples[*i].0 <= t {
+                    *i += 1;
+                }
+                if let Some((at, rate)) = i.checked_sub(1).map(|j| samples[j])
+                    && t - at <= RATE_GAP_SECS
+                {
+                    sum += rate;
+                }
+            }
+            (t, (sum * 1000.0).round() / 1000.0)
+        })
+        .collect()
+}
+
 /// A tube's "finished jobs/s" samples, from the deltas of beanstalkd's
 /// `cmd-delete` counter, over the last [`RATE_WINDOW_SECS`].
 #[derive(Debug, Clone, Default)]
@@ -163,8 +214,9 @@ pub struct Board {
     pub usage: BTreeMap<String, Usage>,
     /// The last failed attempts.
     pub failures: Ring<FailureEntry>,
-    /// Per served tube: its counts (once polled) and rates.
-    pub tubes: BTreeMap<String, (Option<TubeCounts>, Rates)>,
+    /// Per served tube, per server: its counts (once polled, while the
+    /// server answers) and rates.
+    pub tubes: BTreeMap<String, BTreeMap<String, (Option<TubeCounts>, Rates)>>,
 }
 
 impl Default for Board {
@@ -182,6 +234,12 @@ impl Board {
     /// samples).
     pub fn retain_tubes(&mut self, served: &[String]) {
         self.tubes.retain(|t, _| served.contains(t));
+    }
+
+    /// The counts of `tube` summed over the servers that answered.
+    pub fn tube_sum(&self, tube: &str) -> TubeCounts {
+        let servers = self.tubes.get(tube).into_iter().flat_map(|s| s.values());
+        TubeCounts::sum(servers.filter_map(|(counts, _)| counts.as_ref()))
     }
 }
 
@@ -234,6 +292,37 @@ mod tests {
         // The same instant again: no division by zero.
         r.sample(1004.0, 9);
         assert_eq!(r.samples().len(), 2);
+    }
+
+    #[test]
+    fn counts_and_rates_add_up_over_servers() {
+        let a = TubeCounts {
+            ready: 2,
+            buried: 1,
+            ..TubeCounts::default()
+        };
+        let b = TubeCounts {
+            ready: 3,
+            paused: true,
+            pause_time_left: 40,
+            ..TubeCounts::default()
+        };
+        let sum = TubeCounts::sum([&a, &b]);
+        assert_eq!((sum.ready, sum.buried, sum.pause_time_left), (5, 1, 40));
+        assert!(sum.paused);
+        assert_eq!(TubeCounts::sum([]), TubeCounts::default());
+
+        let one = vec![(10, 1.0), (11, 2.0)];
+        assert_eq!(sum_rates(std::slice::from_ref(&one)), one);
+        // b skips second 12 (its poll fell in 13): its last sample still
+        // counts there; a server silent for longer adds nothing.
+        let a = vec![(10, 1.0), (11, 1.0), (12, 1.0), (13, 1.0), (20, 1.0)];
+        let b = vec![(10, 2.0), (11, 2.0), (13, 2.0)];
+        assert_eq!(
+            sum_rates(&[a, b]),
+            [(10, 3.0), (11, 3.0), (12, 3.0), (13, 3.0), (20, 1.0)]
+        );
+        assert!(sum_rates(&[]).is_empty());
     }
 
     #[test]

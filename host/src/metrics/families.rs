@@ -42,6 +42,11 @@ pub(super) struct TubeStateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ServerLabel {
+    pub(super) server: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct OutcomeLabel {
     pub(super) outcome: &'static str,
 }
@@ -83,7 +88,7 @@ pub(super) struct Families {
     pub(super) module_load_failures: Family<ModuleLabel, Counter>,
     pub(super) compile_seconds: Histograms<ModuleLabel>,
     pub(super) reconnects: Counter,
-    pub(super) beanstalkd_up: Gauge<i64, AtomicI64>,
+    pub(super) beanstalkd_up: Family<ServerLabel, Gauge<i64, AtomicI64>>,
     pub(super) busy_slots: Family<TenantLabel, Gauge<i64, AtomicI64>>,
     pub(super) tube_jobs: Family<TubeStateLabels, Gauge<i64, AtomicI64>>,
     pub(super) failure_records: Family<OutcomeLabel, Counter>,
@@ -103,7 +108,7 @@ impl Families {
         let module_load_failures = Family::<ModuleLabel, Counter>::default();
         let compile_seconds = Histograms::<ModuleLabel>::new_with_constructor(compile_histogram);
         let reconnects = Counter::default();
-        let beanstalkd_up = Gauge::<i64, AtomicI64>::default();
+        let beanstalkd_up = Family::<ServerLabel, Gauge<i64, AtomicI64>>::default();
         let busy_slots = Family::<TenantLabel, Gauge<i64, AtomicI64>>::default();
         let tube_jobs = Family::<TubeStateLabels, Gauge<i64, AtomicI64>>::default();
         let failure_records = Family::<OutcomeLabel, Counter>::default();
@@ -156,7 +161,7 @@ impl Families {
         );
         r.register(
             "beanbox_beanstalkd_up",
-            "1 when the admin poller's beanstalkd connection works, else 0",
+            "1 while the admin poller reaches the beanstalkd server (one per configured server), else 0",
             beanstalkd_up.clone(),
         );
         r.register(

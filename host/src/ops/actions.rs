@@ -99,7 +99,11 @@ async fn retry(conn: &mut Conn, tube: &str, id: u64) -> Result<Kicked, OpsError>
         }
     };
     conn.client.delete(id).await.map_err(|e| conn.fail(e))?;
-    Ok(Kicked { job: id, new_job })
+    Ok(Kicked {
+        job: id,
+        new_job,
+        server: None,
+    })
 }
 
 /// Why a job that was there could not be reserved or deleted.

@@ -91,6 +91,7 @@ pub async fn buried(addr: &str, tube: &str, limit: usize) -> Result<BuriedList, 
         let record = current.map(|c| &c.record);
         jobs.push(BuriedJob {
             job: id,
+            server: None,
             task: record.map(|r| r.task.clone()),
             attempt: record.map(|r| r.attempt),
             kind: record.map(|r| r.kind.clone()),
@@ -107,7 +108,17 @@ pub async fn buried(addr: &str, tube: &str, limit: usize) -> Result<BuriedList, 
         jobs,
         unrecorded,
         complete: records.complete,
+        servers: Vec::new(),
     })
+}
+
+/// Whether job `id` is on the server at `addr`.
+///
+/// # Errors
+///
+/// [`OpsError::Unreachable`].
+pub async fn has_job(addr: &str, id: u64) -> Result<bool, OpsError> {
+    Conn::open(addr).await?.has_job(id).await
 }
 
 /// A job's age and the start of its body; `None` when it is gone.

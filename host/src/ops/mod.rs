@@ -5,16 +5,23 @@
 //!
 //! - `listing.rs`: [`tube_stats`] and [`buried`] (failure records + peek);
 //! - `actions.rs`: [`kick`] (retry with a fresh attempt budget), [`delete`],
-//!   [`pause`].
+//!   [`pause`];
+//! - `servers.rs`: the same over a list of servers (`--beanstalkd a,b`),
+//!   each asked on its own connection at once ([`Over`]);
+//! - `merge.rs`: how their answers add up (pure).
 
 mod actions;
 mod listing;
+pub mod merge;
+mod servers;
 
 use beanbox_queue::{Client, JobState};
 use serde::Serialize;
 
 pub use actions::{delete, kick, pause};
 pub use listing::{buried, tube_stats};
+pub use merge::{ServerBuried, ServerRow, TubeTotal};
+pub use servers::{Over, buried_over, delete_over, kick_over, listed, pause_over, tube_stats_over};
 
 /// The most bytes of a buried job's body shown.
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -29,12 +36,15 @@ pub enum Kick {
 }
 
 /// One kicked job: the buried one, gone, and its copy, ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kicked {
     /// The buried job's id (deleted).
     pub job: u64,
     /// The new job's id (ready, attempt 1).
     pub new_job: u64,
+    /// The server of both, when there is more than one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// One tube's counts, as `stats-tube` gives them.
@@ -67,6 +77,9 @@ pub struct TubeRow {
 pub struct BuriedJob {
     /// Its id.
     pub job: u64,
+    /// Its server, when there is more than one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// The task (from its failure record; `None` without one).
     pub task: Option<String>,
     /// The attempt that failed.
@@ -101,6 +114,9 @@ pub struct BuriedList {
     /// Whether every failure record was read (false while another reader
     /// held some).
     pub complete: bool,
+    /// Each server's counts, when there is more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerBuried>,
 }
 
 /// What an operator action can fail with. One line each, naming what was
@@ -160,15 +176,58 @@ pub enum OpsError {
     #[error("job {0} changed state during the action; look again and retry")]
     Changed(u64),
     /// beanstalkd refused a request.
-    #[error("beanstalkd refused the request: {0}")]
-    Refused(beanbox_queue::Error),
+    #[error("beanstalkd at {addr} refused the request: {source}")]
+    Refused {
+        /// The server.
+        addr: String,
+        /// Its answer.
+        source: beanbox_queue::Error,
+    },
+    /// Several servers hold a job with this id (ids are per server).
+    #[error("job {job} is on several servers ({}): name one with --server ADDR", .servers.join(", "))]
+    Ambiguous {
+        /// The job id.
+        job: u64,
+        /// The servers holding one.
+        servers: Vec<String>,
+    },
+    /// A server that could not be asked may hold the job too.
+    #[error("{}", unsure(*.job, .found.as_deref()))]
+    Unsure {
+        /// The job id.
+        job: u64,
+        /// The one server reached that holds it, if any.
+        found: Option<String>,
+    },
+    /// A server that is not in the list.
+    #[error("server `{server}` is not one of the beanstalkd servers ({servers})")]
+    NotListed {
+        /// The server named.
+        server: String,
+        /// The list.
+        servers: String,
+    },
+}
+
+fn unsure(job: u64, found: Option<&str>) -> String {
+    match found {
+        Some(server) => format!(
+            "job {job} is on {server}, but a server not reached may hold a job {job} too: name it with --server {server}"
+        ),
+        None => format!(
+            "no job {job} on the servers reached; one not reached may hold it: retry, or name it with --server ADDR"
+        ),
+    }
 }
 
 impl OpsError {
     /// Whether the input was at fault (a bad or unknown name, a job in the
     /// wrong state): the CLI's exit 2, an HTTP 4xx.
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, OpsError::Unreachable { .. } | OpsError::Refused(_))
+        !matches!(
+            self,
+            OpsError::Unreachable { .. } | OpsError::Refused { .. } | OpsError::Unsure { .. }
+        )
     }
 
     /// The HTTP status for the dashboard's actions: 400 for a bad name,
@@ -176,15 +235,16 @@ impl OpsError {
     /// 503 when beanstalkd is unreachable, 502 when it refused.
     pub fn http_status(&self) -> u16 {
         match self {
-            OpsError::InvalidTube(_) => 400,
+            OpsError::InvalidTube(_) | OpsError::NotListed { .. } => 400,
             OpsError::UnknownTube(_) | OpsError::NoSuchJob(_) => 404,
             OpsError::WrongTube { .. }
             | OpsError::NotBuried { .. }
             | OpsError::NotDeletable { .. }
             | OpsError::Reserved(_)
-            | OpsError::Changed(_) => 409,
-            OpsError::Unreachable { .. } => 503,
-            OpsError::Refused(_) => 502,
+            | OpsError::Changed(_)
+            | OpsError::Ambiguous { .. } => 409,
+            OpsError::Unreachable { .. } | OpsError::Unsure { .. } => 503,
+            OpsError::Refused { .. } => 502,
         }
     }
 }
@@ -230,7 +290,10 @@ impl Conn {
                 source: e,
             }
         } else {
-            OpsError::Refused(e)
+            OpsError::Refused {
+                addr: self.addr.clone(),
+                source: e,
+            }
         }
     }
 
@@ -241,6 +304,15 @@ impl Conn {
             Ok(stats) => Ok(stats),
             Err(e) if e.is_not_found() => Err(OpsError::UnknownTube(tube.to_owned())),
             Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Whether job `id` is on this server.
+    async fn has_job(&mut self, id: u64) -> Result<bool, OpsError> {
+        match self.job(id).await {
+            Ok(_) => Ok(true),
+            Err(OpsError::NoSuchJob(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -279,6 +351,12 @@ mod tests {
         send(kick("a", "t", Kick::All));
         send(delete("a", 1, false));
         send(pause("a", "t", 1));
+        let servers: beanbox_queue::Servers = "a:1,b:2".parse().unwrap();
+        send(buried_over(&servers, "t", 1));
+        send(kick_over(&servers, None, "t", Kick::Job(1)));
+        send(delete_over(&servers, Some("a:1"), 1, false));
+        send(pause_over(&servers, "t", 1));
+        send(tube_stats_over(&servers, None));
     }
 
     #[test]
