@@ -28,6 +28,7 @@ mod metrics;
 mod put;
 mod python;
 mod python_worker;
+mod replies;
 mod reuse;
 mod sdk;
 mod seed;

@@ -17,8 +17,9 @@ pub(super) const AFTER_HELP: &str = concat!(
   runner put --tube resize thumbnail --kwargs '{\"url\":\"https://example.com/a.png\"}' --reply-to results
 
 Without --wait it prints the new job's id. With --wait it prints the task's
-JSON result, or the error on stderr with the exit code of its kind
-(with --wait, exit codes are those of `runner call`).
+JSON result, or the error on stderr with the exit code of its kind (and,
+when the task returned `err`, its err value on stdout as JSON); with
+--wait, exit codes are those of `runner call`.
 
 ",
     exit_codes_help!()
@@ -131,6 +132,9 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
             }
             Some(Err(e)) => {
                 eprintln!("error: {}", e.message);
+                if let Some(value) = &e.value {
+                    println!("{value}");
+                }
                 ExitCode::from(exit_code_for_kind(&e.kind))
             }
         })
