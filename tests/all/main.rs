@@ -21,6 +21,7 @@ mod denial;
 mod deploy;
 mod deploy_cli;
 mod hostile_jobs;
+mod inspect;
 mod javascript;
 mod limits;
 mod loading;

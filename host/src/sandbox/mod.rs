@@ -14,6 +14,7 @@ mod cache;
 mod capture;
 mod convert;
 mod diagnose;
+pub mod docs;
 mod error;
 pub mod host;
 mod limits;
