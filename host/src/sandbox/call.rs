@@ -502,3 +502,28 @@ impl WasiView for State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_pipe_is_a_budget_hit_at_the_output_limit_and_an_open_one_is_not() {
+        let limits = Limits {
+            output_bytes: 64,
+            ..Limits::default()
+        };
+        // A pipe of capacity 0 has taken all it may.
+        let (full, open) = (Capture::new(0), Capture::new(64));
+        assert!(output_hits(&limits, &open, &open).is_empty());
+        let hits = output_hits(&limits, &open, &full);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].budget, Budget::Stderr);
+        assert_eq!(hits[0].limit, 64);
+        let both: Vec<Budget> = output_hits(&limits, &full, &full)
+            .into_iter()
+            .map(|h| h.budget)
+            .collect();
+        assert_eq!(both, [Budget::Stdout, Budget::Stderr]);
+    }
+}
