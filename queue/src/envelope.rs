@@ -181,7 +181,8 @@ pub(crate) fn encode(task: &str, kwargs: &Map<String, Value>, reply_to: Option<&
 
 /// What a finished job reports on its `reply_to` tube:
 /// `{"job": 7, "task": "resize", "ok": <result>}` or
-/// `{"job": 7, "task": "resize", "error": {"kind": ..., "message": ...}}`.
+/// `{"job": 7, "task": "resize", "error": {"kind": ..., "message": ..., "value": <err>}}`
+/// (`value` only when the task returned `err(value)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyBody {
     /// The id of the job that ran.
@@ -270,10 +271,16 @@ impl std::fmt::Display for ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct ReplyError {
-    /// A short machine-readable class, chosen by the worker (e.g. `trap`).
+    /// A short machine-readable class, chosen by the worker (e.g. `trap`):
+    /// an [`ErrorKind`]'s name.
     pub kind: String,
     /// One line for people.
     pub message: String,
+    /// The task's `err` value as JSON (the JSON form of the WIT error type
+    /// `E` of its `result<T, E>`; `null` when `E` is absent), present only
+    /// for [`ErrorKind::GuestError`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
 }
 
 impl ReplyBody {
@@ -304,6 +311,8 @@ impl ReplyBody {
             Err(ReplyError {
                 kind: string(&mut error, "kind")?,
                 message: string(&mut error, "message")?,
+                // Present means returned, even as `null`.
+                value: error.remove("value"),
             })
         } else {
             // `"ok": null` is a valid result (a task that returns nothing).
@@ -316,7 +325,7 @@ impl ReplyBody {
     pub fn to_json(&self) -> Vec<u8> {
         match &self.outcome {
             Ok(ok) => reply_ok(self.job, &self.task, ok),
-            Err(e) => reply_err(self.job, &self.task, &e.kind, &e.message),
+            Err(e) => reply_err(self.job, &self.task, &e.kind, &e.message, e.value.as_ref()),
         }
     }
 }
@@ -333,12 +342,21 @@ pub fn reply_ok(job: u64, task: &str, ok: &Value) -> Vec<u8> {
 }
 
 /// The reply body for a job that failed:
-/// `{"job": id, "task": ..., "error": {"kind": ..., "message": ...}}`.
-pub fn reply_err(job: u64, task: &str, kind: &str, message: &str) -> Vec<u8> {
+/// `{"job": id, "task": ..., "error": {"kind": ..., "message": ..., "value": ...}}`,
+/// `value` (the task's `err` value) only when given.
+pub fn reply_err(
+    job: u64,
+    task: &str,
+    kind: &str,
+    message: &str,
+    value: Option<&Value>,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Error<'a> {
         kind: &'a str,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<&'a Value>,
     }
     #[derive(Serialize)]
     struct Wire<'a> {
@@ -349,7 +367,11 @@ pub fn reply_err(job: u64, task: &str, kind: &str, message: &str) -> Vec<u8> {
     to_vec(&Wire {
         job,
         task,
-        error: Error { kind, message },
+        error: Error {
+            kind,
+            message,
+            value,
+        },
     })
 }
 

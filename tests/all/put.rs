@@ -113,7 +113,8 @@ async fn put_wait_on_a_failing_task_exits_3_with_the_message() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("it broke"), "{stderr}");
-    assert_eq!(text(&output.stdout), "");
+    // The err value, as JSON, is the one thing on stdout.
+    assert_eq!(text(&output.stdout), "\"it broke\"\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

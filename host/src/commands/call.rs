@@ -1,6 +1,7 @@
 //! `runner call`: run one task once in the sandbox, no queue. Prints the
 //! JSON result on stdout; a failure is one line on stderr and an exit code
-//! that says which kind.
+//! that says which kind, and a task that returned `err(value)` has `value`
+//! on stdout as JSON (what a reply carries as `error.value`).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -96,6 +97,11 @@ pub fn execute(args: CallArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            if let Some(value) = e.guest_value() {
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer(&mut out, value).context("failed to write the err value")?;
+                writeln!(out).context("failed to write the err value")?;
+            }
             Ok(ExitCode::from(exit_code_for(&e)))
         }
     }

@@ -1,6 +1,6 @@
-//! `runner inspect`: list a component's tasks with parameter names and WIT
-//! types, or (`--json`) JSON Schemas of each task's kwargs, result and err
-//! value.
+//! `runner inspect`: list a component's tasks with parameter names, WIT
+//! types and doc comments (when the component carries them), or (`--json`)
+//! JSON Schemas of each task's kwargs, result and err value.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{CacheArgs, EXIT_BAD_INPUT};
-use crate::sandbox::{Sandbox, types};
+use crate::sandbox::{Sandbox, docs, types};
 
 pub(super) const AFTER_HELP: &str = "\
 Examples:
@@ -20,10 +20,11 @@ Examples:
 pub struct InspectArgs {
     /// The component file (.wasm).
     pub module: PathBuf,
-    /// Print JSON: per task, its WIT signature and JSON Schemas of its kwargs,
-    /// its result (`ok` of a `result<T, E>` export: T, unwrapped, as replies
-    /// and `runner call` give it) and its `err` value (`error`; null when it
-    /// cannot fail with one).
+    /// Print JSON: per task, its WIT signature, its doc comment (`docs`; null
+    /// when the component carries none) and JSON Schemas of its kwargs, its
+    /// result (`ok` of a `result<T, E>` export: T, unwrapped, as replies and
+    /// `runner call` give it) and its `err` value (`error`, what a reply
+    /// carries as `error.value`; null when it cannot fail with one).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -44,6 +45,11 @@ pub fn execute(args: InspectArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
+    // Only the doc comments need the bytes again; a file that changed since
+    // it loaded just shows none.
+    let docs = std::fs::read(&args.module)
+        .map(|bytes| docs::export_docs(&bytes))
+        .unwrap_or_default();
     if args.json {
         let mut tasks = serde_json::Map::new();
         for task in module.tasks() {
@@ -53,6 +59,7 @@ pub fn execute(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "interface": task.interface,
                     "signature": task.signature(),
+                    "docs": docs.get(&task.name),
                     "kwargs": task.kwargs_schema(),
                     "result": result,
                     "error": error,
@@ -66,6 +73,9 @@ pub fn execute(args: InspectArgs) -> anyhow::Result<ExitCode> {
         println!("{}", args.module.display());
         for task in module.tasks() {
             println!("  {}: {}", task.name, task.signature());
+            for line in docs.get(&task.name).into_iter().flat_map(|d| d.lines()) {
+                println!("      {line}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -39,7 +39,7 @@ macro_rules! exit_codes_help {
   0  success
   1  runner error (I/O, beanstalkd unreachable, ...)
   2  bad input: module does not load, unknown task, kwargs that do not fit
-  3  task failed: it returned `err` or trapped
+  3  task failed: it returned `err` (its err value is printed on stdout as JSON) or trapped
   4  limit hit: fuel, memory, wall-clock time or output size"
     };
 }

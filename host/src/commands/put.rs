@@ -25,7 +25,8 @@ pub(super) const AFTER_HELP: &str = concat!(
 Without --wait it prints the new job's id; with more than one server, the id
 and the server that holds it (`7 b:11300`; job ids are per server). With
 --wait it prints the task's JSON result, or the error on stderr with the exit
-code of its kind (with --wait, exit codes are those of `runner call`).
+code of its kind (and, when the task returned `err`, its err value on stdout
+as JSON); with --wait, exit codes are those of `runner call`.
 
 Several servers: the job goes to the next server in turn (starting at a
 random one), or with --key to the one the key hashes to (rendezvous hashing,
@@ -153,6 +154,9 @@ pub fn execute(args: PutArgs) -> anyhow::Result<ExitCode> {
             }
             Some(Err(e)) => {
                 eprintln!("error: {}", e.message);
+                if let Some(value) = &e.value {
+                    println!("{value}");
+                }
                 ExitCode::from(exit_code_for_kind(&e.kind))
             }
         })

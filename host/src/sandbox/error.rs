@@ -160,6 +160,16 @@ impl CallError {
         }
     }
 
+    /// The task's `err` value when it returned one (`null` for a
+    /// `result<T>` without an error type): what a reply carries as
+    /// `error.value` and `runner call` prints on stdout.
+    pub fn guest_value(&self) -> Option<&serde_json::Value> {
+        match self {
+            CallError::Guest { payload, .. } => Some(payload),
+            _ => None,
+        }
+    }
+
     /// Whether running the same job again may succeed: guest errors, traps
     /// and deadlines (a slow dependency, a busy machine) are retried; bad
     /// input and deterministic limits are not.

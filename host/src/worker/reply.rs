@@ -47,7 +47,19 @@ impl Delivery {
 pub fn body(job: u64, task: &str, result: Result<&Value, &Failure>) -> Vec<u8> {
     match result {
         Ok(value) => reply_ok(job, task, value),
-        Err(failure) => reply_err(job, task, failure.kind().as_str(), &failure.to_string()),
+        Err(failure) => {
+            let value = match failure {
+                Failure::Call(e) => e.guest_value(),
+                _ => None,
+            };
+            reply_err(
+                job,
+                task,
+                failure.kind().as_str(),
+                &failure.to_string(),
+                value,
+            )
+        }
     }
 }
 
@@ -62,6 +74,7 @@ pub fn too_big(job: u64, task: &str, size: usize) -> Vec<u8> {
             "the reply was {size} bytes, more than beanstalkd's maximum job size; \
              the job itself finished and was settled"
         ),
+        None,
     )
 }
 
@@ -115,6 +128,22 @@ mod tests {
         assert_eq!(ok.outcome.unwrap(), Value::from("abc"));
         let failure = Failure::FollowUps("DRAINING".into());
         let err = ReplyBody::parse(&body(1, "t", Err(&failure))).unwrap();
-        assert_eq!(err.outcome.unwrap_err().kind, "follow-ups-failed");
+        let err = err.outcome.unwrap_err();
+        assert_eq!(err.kind, "follow-ups-failed");
+        assert_eq!(err.value, None);
+    }
+
+    #[test]
+    fn a_guest_error_carries_its_err_value() {
+        let value = serde_json::json!({"off-grid": {"x": 11, "y": 0}});
+        let failure = Failure::Call(crate::sandbox::CallError::Guest {
+            task: "place".into(),
+            payload: value.clone(),
+        });
+        let reply = ReplyBody::parse(&body(3, "place", Err(&failure))).unwrap();
+        let err = reply.outcome.unwrap_err();
+        assert_eq!(err.kind, "guest-error");
+        assert_eq!(err.value, Some(value));
+        assert!(err.message.contains("off-grid"), "{}", err.message);
     }
 }

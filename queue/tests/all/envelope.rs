@@ -146,7 +146,7 @@ fn reply_bodies_have_the_documented_shape() {
     let ok: Value = serde_json::from_slice(&reply_ok(7, "resize", &json!({"w": 1}))).unwrap();
     assert_eq!(ok, json!({"job": 7, "task": "resize", "ok": {"w": 1}}));
     let err: Value =
-        serde_json::from_slice(&reply_err(8, "resize", "trap", "unreachable")).unwrap();
+        serde_json::from_slice(&reply_err(8, "resize", "trap", "unreachable", None)).unwrap();
     assert_eq!(
         err,
         json!({"job": 8, "task": "resize", "error": {"kind": "trap", "message": "unreachable"}})
@@ -164,15 +164,59 @@ fn reply_bodies_parse_back() {
             outcome: Ok(Value::Null)
         }
     );
-    let err = ReplyBody::parse(&reply_err(8, "t", "fuel", "out of fuel")).unwrap();
+    let err = ReplyBody::parse(&reply_err(8, "t", "fuel", "out of fuel", None)).unwrap();
     let expected = ReplyError {
         kind: "fuel".into(),
         message: "out of fuel".into(),
+        value: None,
     };
     assert_eq!(err.outcome, Err(expected.clone()));
     assert_eq!(expected.to_string(), "fuel: out of fuel");
     assert_eq!(ReplyBody::parse(&err.to_json()).unwrap(), err);
     assert_eq!(ReplyBody::parse(&ok.to_json()).unwrap(), ok);
+}
+
+#[test]
+fn a_guest_error_reply_carries_the_err_value_beside_the_message() {
+    let value = json!({"off-grid": {"x": 11, "y": 0, "label": null}});
+    let body = reply_err(
+        9,
+        "place",
+        "guest-error",
+        "task `place` returned an error",
+        Some(&value),
+    );
+    let wire: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        wire["error"],
+        json!({"kind": "guest-error", "message": "task `place` returned an error", "value": value})
+    );
+    let reply = ReplyBody::parse(&body).unwrap();
+    assert_eq!(reply.outcome.as_ref().unwrap_err().value, Some(value));
+    assert_eq!(ReplyBody::parse(&reply.to_json()).unwrap(), reply);
+}
+
+#[test]
+fn a_null_err_value_is_kept_and_an_absent_one_stays_absent() {
+    // `result<T>` without an error type: the guest returned `err`, whose
+    // value is `null`; that differs from a failure with no value at all.
+    let null = reply_err(1, "t", "guest-error", "m", Some(&Value::Null));
+    let wire: Value = serde_json::from_slice(&null).unwrap();
+    assert_eq!(wire["error"]["value"], Value::Null);
+    assert!(wire["error"].as_object().unwrap().contains_key("value"));
+    let reply = ReplyBody::parse(&null).unwrap();
+    assert_eq!(reply.outcome.unwrap_err().value, Some(Value::Null));
+
+    let none = reply_err(1, "t", "trap", "m", None);
+    let wire: Value = serde_json::from_slice(&none).unwrap();
+    assert!(
+        !wire["error"].as_object().unwrap().contains_key("value"),
+        "{wire}"
+    );
+    assert_eq!(
+        ReplyBody::parse(&none).unwrap().outcome.unwrap_err().value,
+        None
+    );
 }
 
 #[test]

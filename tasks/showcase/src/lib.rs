@@ -1,5 +1,6 @@
 //! Echo exports for every WIT type (records, variants, enums, flags, options,
-//! results, lists, tuples, all the scalars), a multi-parameter export and one
+//! results, lists, tuples, all the scalars), an export failing with a
+//! structured error (`place`), a multi-parameter export and one
 //! export inside the exported interface `beanbox:showcase/math`.
 
 // The generated glue for `describe` takes its 4 parameters as 8 core values.
@@ -110,6 +111,17 @@ impl Guest for Showcase {
         match last_name {
             Some(last) => format!("{first_name} {last}"),
             None => first_name,
+        }
+    }
+
+    fn place(p: Point) -> Result<Point, PlacementError> {
+        let on_grid = |c: i32| (0..10).contains(&c);
+        if !(on_grid(p.x) && on_grid(p.y)) {
+            Err(PlacementError::OffGrid(p))
+        } else if p.label.is_none() {
+            Err(PlacementError::Unlabelled)
+        } else {
+            Ok(p)
         }
     }
 
