@@ -42,6 +42,12 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
+/// 64-bit FNV-1a of `bytes`: a hash that is the same in every process and
+/// every release (unlike std's), for anything that spreads by name.
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+    fnv1a(FNV_OFFSET, bytes)
+}
+
 /// splitmix64's finalizer: every input bit flips about half the output
 /// bits, which FNV-1a alone does not do for its last bytes.
 fn mix(mut z: u64) -> u64 {

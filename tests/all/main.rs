@@ -21,6 +21,7 @@ mod dashboard;
 mod denial;
 mod deploy;
 mod deploy_cli;
+mod fleet;
 mod hostile_jobs;
 mod inspect;
 mod javascript;

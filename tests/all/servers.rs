@@ -90,7 +90,6 @@ async fn served_by(worker: &Worker, n: usize) -> Vec<String> {
         let served: Vec<String> = worker
             .events()
             .into_iter()
-            .map(|e| e["fields"].clone())
             .filter(|f| f["outcome"] == "deleted")
             .map(|f| f["server"].as_str().unwrap_or("(none)").to_owned())
             .collect();
@@ -104,7 +103,6 @@ fn said(worker: &Worker, message: &str, addr: &str) -> Vec<Value> {
     worker
         .events()
         .into_iter()
-        .map(|e| e["fields"].clone())
         .filter(|f| f["message"] == message && f["addr"] == addr)
         .collect()
 }

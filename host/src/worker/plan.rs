@@ -45,9 +45,7 @@ pub(super) fn home(slot: usize, offset: usize, servers: usize) -> usize {
 /// A tenant's offset: a stable hash of its name (FNV-1a), so that tenants
 /// of one slot each do not all block on the first server.
 pub(super) fn offset(tenant: &str) -> usize {
-    let hash = tenant.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = beanbox_queue::placement::fnv1a_64(tenant.as_bytes());
     // The low bits spread over the (at most 64) servers.
     (hash % 64) as usize
 }
