@@ -149,6 +149,25 @@ fn unknown_everywhere<T>(split: &Split<Option<T>>) -> bool {
     split.errors.is_empty() && split.answers.iter().all(|(_, a)| a.is_none())
 }
 
+/// Asks each of `targets` about `tube` with `ask(addr, tube)` (a server
+/// without the tube answers `None`); refused when no server has the tube.
+async fn ask_about_tube<T, F>(
+    targets: &[String],
+    tube: &str,
+    ask: impl Fn(String, String) -> F,
+) -> Result<Split<Option<T>>, Vec<OpsError>>
+where
+    F: Future<Output = Result<Option<T>, OpsError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let results = each(targets, |addr| ask(addr, tube.to_owned())).await;
+    let split = merge::split(results).map_err(|e| vec![e])?;
+    if unknown_everywhere(&split) {
+        return Err(vec![OpsError::UnknownTube(tube.to_owned())]);
+    }
+    Ok(split)
+}
+
 /// [`tube_stats`] over every server: each tube summed, with each server's
 /// counts.
 pub async fn tube_stats_over(servers: &Servers, tube: Option<&str>) -> Over<Vec<TubeTotal>> {
@@ -184,19 +203,13 @@ pub async fn tube_stats_over(servers: &Servers, tube: Option<&str>) -> Over<Vec<
 /// [`buried`] over every server: the jobs of each, with their server when
 /// there is more than one.
 pub async fn buried_over(servers: &Servers, tube: &str, limit: usize) -> Over<BuriedList> {
-    let owned = tube.to_owned();
-    let results = each(servers.as_slice(), move |addr| {
-        let tube = owned.clone();
-        async move { or_none(buried(&addr, &tube, limit).await) }
-    })
-    .await;
-    let split = match merge::split(results) {
+    let asked = ask_about_tube(servers.as_slice(), tube, |addr, tube| async move {
+        or_none(buried(&addr, &tube, limit).await)
+    });
+    let split = match asked.await {
         Ok(split) => split,
-        Err(e) => return Over::failed(vec![e]),
+        Err(errors) => return Over::failed(errors),
     };
-    if unknown_everywhere(&split) {
-        return Over::failed(vec![OpsError::UnknownTube(tube.to_owned())]);
-    }
     let show = servers.len() > 1;
     Over::merged(split, |answers| {
         let lists = answers
@@ -237,22 +250,14 @@ pub async fn kick_over(
         Ok(t) => t,
         Err(e) => return Over::failed(vec![e]),
     };
-    let owned = tube.to_owned();
-    let results = each(&targets, move |addr| {
-        let tube = owned.clone();
-        async move {
-            let kicked = or_none(kick(&addr, &tube, Kick::All).await)?;
-            Ok(kicked.map(|k| mark(&addr, k)))
-        }
-    })
-    .await;
-    let split = match merge::split(results) {
+    let asked = ask_about_tube(&targets, tube, |addr, tube| async move {
+        let kicked = or_none(kick(&addr, &tube, Kick::All).await)?;
+        Ok(kicked.map(|k| mark(&addr, k)))
+    });
+    let split = match asked.await {
         Ok(split) => split,
-        Err(e) => return Over::failed(vec![e]),
+        Err(errors) => return Over::failed(errors),
     };
-    if unknown_everywhere(&split) {
-        return Over::failed(vec![OpsError::UnknownTube(tube.to_owned())]);
-    }
     Over::merged(split, |answers| {
         answers
             .into_iter()
@@ -277,19 +282,13 @@ pub async fn delete_over(
 
 /// [`pause`] on every server where the tube exists: those paused.
 pub async fn pause_over(servers: &Servers, tube: &str, secs: u32) -> Over<Vec<String>> {
-    let owned = tube.to_owned();
-    let results = each(servers.as_slice(), move |addr| {
-        let tube = owned.clone();
-        async move { or_none(pause(&addr, &tube, secs).await) }
-    })
-    .await;
-    let split = match merge::split(results) {
+    let asked = ask_about_tube(servers.as_slice(), tube, |addr, tube| async move {
+        or_none(pause(&addr, &tube, secs).await)
+    });
+    let split = match asked.await {
         Ok(split) => split,
-        Err(e) => return Over::failed(vec![e]),
+        Err(errors) => return Over::failed(errors),
     };
-    if unknown_everywhere(&split) {
-        return Over::failed(vec![OpsError::UnknownTube(tube.to_owned())]);
-    }
     Over::merged(split, |answers| {
         answers
             .into_iter()
