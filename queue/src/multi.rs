@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 
 use crate::beanstalk::Error;
 use crate::beanstalk::proto::validate_tube;
-use crate::envelope;
 use crate::placement;
 use crate::producer::{Attempt, Producer, PutOptions};
 use crate::servers::Servers;
@@ -160,10 +159,7 @@ impl MultiProducer {
         kwargs: &Map<String, Value>,
         opts: &PutOptions,
     ) -> Result<Placed, PutError> {
-        if let Some(reply_to) = &opts.reply_to {
-            validate_tube(reply_to).map_err(PutError::Invalid)?;
-        }
-        let body = envelope::encode(task, kwargs, opts.reply_to.as_deref());
+        let body = crate::producer::job_body(task, kwargs, opts).map_err(PutError::Invalid)?;
         self.put_body(tube, &body, opts).await
     }
 

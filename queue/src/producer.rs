@@ -104,10 +104,7 @@ impl Producer {
         kwargs: &Map<String, Value>,
         opts: &PutOptions,
     ) -> Result<u64, Error> {
-        if let Some(reply_to) = &opts.reply_to {
-            validate_tube(reply_to)?;
-        }
-        let body = envelope::encode(task, kwargs, opts.reply_to.as_deref());
+        let body = job_body(task, kwargs, opts)?;
         self.put_body(tube, &body, opts).await
     }
 
@@ -185,4 +182,21 @@ impl Producer {
     pub fn into_client(self) -> Client {
         self.client
     }
+}
+
+/// The envelope `{"task", "kwargs", "reply_to"}` of a job, after checking
+/// `opts.reply_to` (for [`Producer::put`] and `MultiProducer::put`).
+///
+/// # Errors
+///
+/// [`Error::InvalidTube`] for a bad `reply_to`.
+pub(crate) fn job_body(
+    task: &str,
+    kwargs: &Map<String, Value>,
+    opts: &PutOptions,
+) -> Result<Vec<u8>, Error> {
+    if let Some(reply_to) = &opts.reply_to {
+        validate_tube(reply_to)?;
+    }
+    Ok(envelope::encode(task, kwargs, opts.reply_to.as_deref()))
 }
