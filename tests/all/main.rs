@@ -28,6 +28,7 @@ mod javascript;
 mod limits;
 mod loading;
 mod metrics;
+mod per_job;
 mod put;
 mod put_servers;
 mod python;

@@ -71,21 +71,21 @@ impl Conn {
 
 /// Deletes job `id` on its own connection, `conn`, while the next reserve
 /// (`reserve-with-timeout reserve_secs`) goes to another server's, `other`
-/// (if any), at the same time: one round trip, as with one server. The
-/// job's statistics, when not yet known, go in the delete's write.
+/// (if any), at the same time: one round trip, as with one server. With
+/// `fetch`, the job's statistics go in the delete's write, into `stats`.
 pub(super) async fn delete_riding(
     conn: &mut Conn,
     other: Option<&mut Conn>,
     id: u64,
+    fetch: bool,
     stats: &mut Option<JobStats>,
     reserve_secs: u32,
 ) -> beanbox_queue::Result<(
     beanbox_queue::Result<()>,
     Option<beanbox_queue::Result<Job>>,
 )> {
-    let known = stats.is_some();
     let delete = async {
-        if known {
+        if !fetch {
             (None, conn.client.delete(id).await)
         } else {
             let (s, d) = conn.client.stats_and_delete(id).await;

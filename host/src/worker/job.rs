@@ -400,13 +400,17 @@ async fn settle(
         extras.reply = Some(reply::send(conn, reply_to, job.id, task, &body).await?);
     }
     let mut next = None;
+    // A success needs the job's statistics only for its log line (the
+    // attempt): unknown yet and that line written, they go in the delete's
+    // write; otherwise no `stats-job` at all.
+    let fetch = stats.is_none() && observe::job_line_written();
     let done = match action {
         Action::Delete if *phase.borrow() == Phase::Running => {
             let (deleted, reserved) = if let Ride::Other(other) = ride {
-                delete_riding(conn, Some(other), job.id, stats, RESERVE_NOW_SECS).await?
+                delete_riding(conn, Some(other), job.id, fetch, stats, RESERVE_NOW_SECS).await?
             } else if matches!(ride, Ride::Nowhere) {
-                delete_riding(conn, None, job.id, stats, RESERVE_NOW_SECS).await?
-            } else if stats.is_some() {
+                delete_riding(conn, None, job.id, fetch, stats, RESERVE_NOW_SECS).await?
+            } else if !fetch {
                 let (d, r) = conn
                     .client
                     .delete_and_reserve_with_timeout(job.id, RESERVE_NOW_SECS)

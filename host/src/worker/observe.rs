@@ -79,6 +79,13 @@ pub(super) struct LogExtras {
     pub(super) record: Option<failures::Written>,
 }
 
+/// Whether a successful job's line ([`log_finished`], at `info`) is
+/// written under the worker's log filter: with `--log warn` it is not, and
+/// the job's statistics it would show are not fetched.
+pub(super) fn job_line_written() -> bool {
+    tracing::enabled!(tracing::Level::INFO)
+}
+
 /// The one line every finished job gets.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn log_finished(
