@@ -134,7 +134,10 @@ impl Module {
         let started = Instant::now();
         // Out of the slot before anything else: only a call that succeeds
         // puts it back, so a failed or abandoned one never leaves it behind.
-        let kept = reuse.as_mut().and_then(|(slot, _)| slot.kept.take());
+        let kept = reuse.as_mut().and_then(|(slot, _)| {
+            slot.spent = None;
+            slot.kept.take()
+        });
         let (task, params) = match self.prepare(task, kwargs) {
             Ok(prepared) => prepared,
             Err(e) => return Outcome::stopped(Err(e), started.elapsed()),
@@ -212,17 +215,19 @@ impl Module {
             memory_peak: live.store.data().limiter.memory_peak(),
             budget_hits,
         };
-        if let Some((slot, max_jobs)) = reuse
-            && outcome.result.is_ok()
-            && live.jobs < max_jobs
-            && live.instance.is_some()
-        {
-            slot.kept = Some(Kept {
-                live,
-                module: self.inner.clone(),
-                limits,
-                grants: ctx.grants.clone(),
-            });
+        if let Some((slot, max_jobs)) = reuse {
+            if outcome.result.is_ok() && live.jobs < max_jobs && live.instance.is_some() {
+                slot.kept = Some(Kept {
+                    live,
+                    module: self.inner.clone(),
+                    limits,
+                    grants: ctx.grants.clone(),
+                });
+            } else {
+                // Never called again; dropping it (returning its pooled
+                // memory) is left to the caller, after it has the outcome.
+                slot.spent = Some(live);
+            }
         }
         outcome
     }

@@ -53,7 +53,7 @@ pub use limits::{
     DEFAULT_TABLE_ELEMENTS, DEFAULT_TIMEOUT, Limits,
 };
 pub use read::{DEFAULT_MAX_MODULE_BYTES, read_module, release_freed_memory, resident_bytes};
-pub use reuse::KeptInstance;
+pub use reuse::{KeptInstance, Spent};
 
 use budget::Budgets;
 use call::{Live, State};

@@ -34,9 +34,15 @@ impl Module {
 /// Where [`Module::call_reusing`] keeps an instance between calls: empty, or
 /// one instance with the jobs it has served. One per worker slot, so only
 /// that slot's (one tenant's) consecutive jobs ever share an instance.
+///
+/// It also holds the store of its last call that is not kept, until
+/// [`KeptInstance::take_spent`]: dropping a store (resetting its pooled
+/// memory) is a third of a trivial call's cost, and the worker does it after
+/// the slot has the outcome, off the job's critical path.
 #[derive(Default)]
 pub struct KeptInstance {
     pub(super) kept: Option<Kept>,
+    pub(super) spent: Option<Live>,
 }
 
 impl std::fmt::Debug for KeptInstance {
@@ -54,9 +60,28 @@ impl KeptInstance {
         self.kept.as_ref().map(|k| k.live.jobs)
     }
 
-    /// Drops the kept instance, if any.
+    /// Drops the kept instance, if any (and a spent store).
     pub fn clear(&mut self) {
         self.kept = None;
+        self.spent = None;
+    }
+
+    /// Takes the store of the last call if it is not kept, for the caller
+    /// to drop when it likes (the next call or `clear` would drop it too).
+    pub fn take_spent(&mut self) -> Spent {
+        Spent(self.spent.take())
+    }
+}
+
+/// The store of a call that is not kept ([`KeptInstance::take_spent`]):
+/// dropping it returns its pooled memory and table slots.
+pub struct Spent(#[allow(dead_code, reason = "held only to be dropped")] Option<Live>);
+
+impl std::fmt::Debug for Spent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spent")
+            .field("store", &self.0.is_some())
+            .finish()
     }
 }
 

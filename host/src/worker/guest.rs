@@ -3,6 +3,10 @@
 //! runtime that reserves, touches, logs and handles signals. However a
 //! guest spins (in wasm or inside a host import), those threads are never
 //! its: another slot's reserve, a touch or a shutdown is never delayed by it.
+//!
+//! The outcome goes back to the slot as soon as the call returns; the
+//! call's store is dropped after that, on the guest thread, while the slot
+//! settles the job.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +14,7 @@ use std::task::{Context, Poll};
 
 use serde_json::{Map, Value};
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::sandbox::{CallContext, CallError, KeptInstance, Module, Outcome};
@@ -18,7 +23,8 @@ use crate::sandbox::{CallContext, CallError, KeptInstance, Module, Outcome};
 /// the guest's next yield), which discards its instance.
 pub(super) struct GuestCall {
     task: String,
-    handle: JoinHandle<(Outcome, KeptInstance)>,
+    handle: JoinHandle<()>,
+    done: oneshot::Receiver<(Outcome, KeptInstance)>,
     /// The slot's kept instance, back from a finished call.
     kept: Option<KeptInstance>,
 }
@@ -38,15 +44,22 @@ impl GuestCall {
     ) -> GuestCall {
         let mut instance = std::mem::take(kept);
         let name = task.clone();
+        let (tx, done) = oneshot::channel();
         let handle = guests.spawn(async move {
             let outcome = module
                 .call_reusing(&task, &kwargs, &ctx, &mut instance, jobs_per_instance)
                 .await;
-            (outcome, instance)
+            // The store of a call that is not kept is dropped here, after
+            // the slot has the outcome: resetting pooled memory is off the
+            // job's path. The instance that is kept goes back with it.
+            let spent = instance.take_spent();
+            let _ = tx.send((outcome, instance));
+            drop(spent);
         });
         GuestCall {
             task: name,
             handle,
+            done,
             kept: None,
         }
     }
@@ -63,23 +76,28 @@ impl Future for GuestCall {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let this = &mut *self;
-        Pin::new(&mut this.handle)
-            .poll(cx)
-            .map(|joined| match joined {
-                Ok((outcome, kept)) => {
-                    this.kept = Some(kept);
-                    outcome
-                }
-                // The call panicked (a bug of ours, not the guest's: a guest
-                // traps): the job fails like a trap, and the slot goes on.
-                Err(e) => Outcome::stopped(
+        match Pin::new(&mut this.done).poll(cx) {
+            Poll::Ready(Ok((outcome, kept))) => {
+                this.kept = Some(kept);
+                Poll::Ready(outcome)
+            }
+            Poll::Pending => Poll::Pending,
+            // The call panicked (a bug of ours, not the guest's: a guest
+            // traps): the job fails like a trap, and the slot goes on. The
+            // task's end says why.
+            Poll::Ready(Err(_)) => Pin::new(&mut this.handle).poll(cx).map(|ended| {
+                let why = ended
+                    .err()
+                    .map_or_else(|| "no outcome".to_string(), |e| e.to_string());
+                Outcome::stopped(
                     Err(CallError::Trap {
                         task: this.task.clone(),
-                        message: format!("the sandbox failed: {e}"),
+                        message: format!("the sandbox failed: {why}"),
                     }),
                     std::time::Duration::ZERO,
-                ),
-            })
+                )
+            }),
+        }
     }
 }
 
