@@ -215,13 +215,19 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     };
     // Two runtimes: this one reserves, touches, logs and handles signals;
     // guests run on the other, one thread per core, so a guest spinning in
-    // any way never holds up another slot or a shutdown.
+    // any way never holds up another slot or a shutdown. Both are sized to
+    // the CPUs this process may run on (its affinity and cgroup quota):
+    // threads beyond them only add context switches to every job's handoff.
+    let (io_threads, guest_threads) = runtime_threads(
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(io_threads)
         .thread_name("beanbox-io")
         .enable_all()
         .build()?;
     let guests = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(guest_threads)
         .thread_name("beanbox-guest")
         .enable_all()
         .build()?;
@@ -290,6 +296,14 @@ pub fn execute(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     // job: no need to wait for it.
     guests.shutdown_background();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Threads of the I/O and the guest runtime for a process that may use
+/// `cpus` CPUs: two for I/O (one on a single CPU), one per CPU for guests.
+/// Measured (BENCHMARKS.md, per-job cost): on one CPU, a second I/O thread
+/// cost each trivial job about 10 µs of context switches.
+fn runtime_threads(cpus: usize) -> (usize, usize) {
+    (cpus.clamp(1, 2), cpus.max(1))
 }
 
 /// The worker's code cache: `--cache-dir` (refused or unusable: the worker
@@ -384,5 +398,14 @@ mod tests {
             a.starts_with("worker-") && a.len() == "worker-".len() + 16,
             "{a}"
         );
+    }
+
+    #[test]
+    fn runtimes_have_no_more_threads_than_cpus_to_run_them() {
+        assert_eq!(runtime_threads(1), (1, 1));
+        assert_eq!(runtime_threads(2), (2, 2));
+        assert_eq!(runtime_threads(16), (2, 16));
+        // available_parallelism never says 0, but the sizes stay usable.
+        assert_eq!(runtime_threads(0), (1, 1));
     }
 }
