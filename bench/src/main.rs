@@ -66,7 +66,8 @@ struct Args {
     #[arg(long)]
     runs: Option<usize>,
     /// A drain run whose other processes (anything but beanstalkd and the
-    /// client) used more than this many cores is redone, up to twice.
+    /// client) used more than this many cores, or from which the hypervisor
+    /// stole more than this many cores, is redone, up to twice.
     #[arg(long, default_value_t = 0.15)]
     max_other: f64,
     /// The workspace root [default: the one this binary was built from].

@@ -19,6 +19,21 @@ fn ticks() -> f64 {
     })
 }
 
+/// CPU-seconds the hypervisor gave to others while this machine's vCPUs
+/// wanted to run (`steal` in /proc/stat), since boot. On a shared host it
+/// slows everything measured, the raw client as much as the runner: a run
+/// with much of it is not comparable with one without.
+pub fn machine_steal() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let first = stat.lines().next().unwrap_or_default();
+    first
+        .split_whitespace()
+        .nth(8)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0) as f64
+        / ticks()
+}
+
 /// user + nice + system CPU-seconds of the whole machine since boot. IRQ
 /// time is left out: no process's rusage carries it either.
 pub fn machine_cpu() -> f64 {
