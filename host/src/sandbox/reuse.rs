@@ -37,7 +37,7 @@ impl Module {
 ///
 /// It also holds the store of its last call that is not kept, until
 /// [`KeptInstance::take_spent`]: dropping a store (resetting its pooled
-/// memory) is a third of a trivial call's cost, and the worker does it after
+/// memory) is a third of a fresh call's CPU, and the worker does it after
 /// the slot has the outcome, off the job's critical path.
 #[derive(Default)]
 pub struct KeptInstance {
